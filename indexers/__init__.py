@@ -1,0 +1,1 @@
+"""Indexers: FAISS vector indexes, the metadata store, idempotent writes, search."""

@@ -1,0 +1,85 @@
+"""A data folder: the metadata store and the vector indexes, written together.
+
+Layout::
+
+    DATA/vidscope.sqlite3 (+ -wal, -shm)   sources, segments, every vector (the source of truth)
+    DATA/index/                            FAISS files and their manifest (see indexers.vectors)
+
+``upsert`` commits to SQLite first, then updates the in-memory FAISS indexes; ``save`` persists
+those. A crash between the two loses nothing: the next open sees the saved indexes behind the
+store and rebuilds them from it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from indexers.sqlite_store import SqliteStore
+from indexers.store import SourceInfo
+from indexers.vectors import VectorIndexConfig, VectorIndexes
+from operators.records import FusedRecord
+
+DB_FILE = "vidscope.sqlite3"
+INDEX_DIR = "index"
+
+
+class SegmentIndex:
+    """Everything a data folder knows, for writing (ingest) and reading (search, highlights).
+
+    Opening rebuilds any index that is missing or behind the store, which can take seconds for a
+    large HNSW space; searches from several threads are safe. Leaving a ``with`` block normally
+    saves; leaving it on an exception only closes (SQLite already holds every committed batch).
+    One writing process per data folder: a second one is not corrupted but makes the others
+    rebuild.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, *, config: VectorIndexConfig | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ValueError(f"data folder {self.data_dir} is a file, not a folder")
+        self.store = SqliteStore(self.data_dir / DB_FILE)
+        try:
+            self.vectors = VectorIndexes(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig())
+        except BaseException:
+            self.store.close()
+            raise
+
+    def upsert(self, records: Sequence[FusedRecord]) -> None:
+        """Write fused records, one transaction for the batch; writing the same records again
+        changes nothing. A record replaces all that was stored for its segment."""
+        self.vectors.apply(self.store.upsert_segments(records))
+
+    def add_source(self, source: SourceInfo) -> None:
+        """Record or update a source (its status too: pass ``dataclasses.replace(source, status="done")``)."""
+        self.store.upsert_source(source)
+
+    def save(self) -> None:
+        """Persist the FAISS indexes that changed (atomically; nothing is written if none did)."""
+        self.vectors.save()
+
+    def counts(self) -> dict[str, int]:
+        """Vectors per space."""
+        return self.vectors.counts()
+
+    def close(self) -> None:
+        """Release the database. Does not save: unsaved indexes are rebuilt at the next open."""
+        self.store.close()
+
+    def __len__(self) -> int:
+        """Number of segments stored."""
+        return self.store.count_segments()
+
+    def __enter__(self) -> SegmentIndex:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.save()
+        finally:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"SegmentIndex({str(self.data_dir)!r}, segments={len(self)})"

@@ -1,0 +1,238 @@
+"""Text to moments: embed the query once, search every text space, merge, cut clips.
+
+Scoring a segment (``SearchConfig``): each text space gives a cosine similarity between the
+query and what the segment saw, heard or said (or its whole description, ``all``). The segment
+scores the best of them, plus ``agree_bonus`` for every further modality (visual, audio, speech)
+within ``agree_margin`` of that best.
+
+- Max, not mean: "someone says goal" is answered by the transcript alone, and averaging in the
+  visual and audio views, which are silent about it, would bury a perfect single-modality match.
+- The bonus: a crowd that is both seen and heard cheering is a better answer than one only seen.
+  It is small (0.05 against cosine gaps of 0.1-0.3 between a match and a non-match in MiniLM
+  space) so that it reorders near-ties and never overrides a clearly better single match.
+  ``all`` is not counted: it contains the other views, so it would "agree" with every match.
+- Scores are exact: candidates come from each space's FAISS index (approximate for HNSW/IVF),
+  then every candidate is rescored in every space from the store's vectors, so a segment found
+  through its speech is not missing its visual score because it ranked outside the visual top N.
+  Scores are comparable within one query only.
+
+Cutting clips: a candidate at the top of a run of time-adjacent candidates of the same source
+takes its neighbours while they score within ``merge_margin`` of it, up to ``max_moment_ns``. A
+moment scores its best segment and carries that segment's description, labels and words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from indexers.index import SegmentIndex
+from indexers.store import IMAGE_SPACE, TEXT_SPACES, SourceInfo, StoredSegment
+from operators.records import MODALITIES, NS_PER_SECOND, Scored, ns_to_seconds
+
+EmbedText = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """How candidates are gathered, scored and merged (see the module doc for why)."""
+
+    candidates_per_space: int = 50  # at least 4 * top_k are taken regardless; each costs a row read
+    agree_bonus: float = 0.05
+    agree_margin: float = 0.1
+    merge_margin: float = 0.1
+    merge_gap_ns: int = 0  # segments this far apart (or overlapping) count as adjacent
+    max_moment_ns: int = 60 * NS_PER_SECOND
+
+    def __post_init__(self) -> None:
+        if self.candidates_per_space < 1:
+            raise ValueError(f"candidates_per_space must be at least 1, got {self.candidates_per_space}")
+        for name in ("agree_bonus", "agree_margin", "merge_margin", "merge_gap_ns"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"search config: {name} must not be negative, got {getattr(self, name)}")
+        if self.max_moment_ns <= 0:
+            raise ValueError(f"max_moment_ns must be positive, got {self.max_moment_ns}")
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A clip that matches: ``[start_ns, end_ns)`` of one source, its score and why."""
+
+    source_id: str
+    source_name: str
+    source_uri: str | None  # None when the source was never registered with add_source
+    start_ns: int
+    end_ns: int
+    score: float
+    segment_ids: tuple[int, ...]  # in time order
+    best_segment_id: int
+    description: str
+    labels: Scored
+    events: Scored
+    transcript: str
+    space_scores: tuple[tuple[str, float], ...]  # the best segment's similarity per space, best first
+
+    def to_json(self) -> dict:
+        """Seconds and plain types for ``--json`` and the HTTP API. Segment ids are strings:
+        they exceed 2**53, which JSON readers in browsers cannot hold exactly."""
+        return {
+            "source": self.source_name,
+            "source_id": self.source_id,
+            "uri": self.source_uri,
+            "start": ns_to_seconds(self.start_ns),
+            "end": ns_to_seconds(self.end_ns),
+            "score": round(self.score, 4),
+            "segment_ids": [str(i) for i in self.segment_ids],
+            "description": self.description,
+            "labels": [label for label, _ in self.labels],
+            "events": [event for event, _ in self.events],
+            "transcript": self.transcript,
+            "why": {space: round(score, 4) for space, score in self.space_scores},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    segment: StoredSegment
+    score: float
+    space_scores: tuple[tuple[str, float], ...]
+
+
+class Searcher:
+    """Searches one ``SegmentIndex``. ``embed_text`` maps a list of strings to L2-normalised
+    float32 vectors ``[n, dim]`` in the space the index was built with (the pipelines pass
+    ``operators.text.TextEncoder.embed``)."""
+
+    def __init__(self, index: SegmentIndex, embed_text: EmbedText, *, config: SearchConfig | None = None) -> None:
+        self.index = index
+        self.embed_text = embed_text
+        self.config = config or SearchConfig()
+
+    def search(self, text: str, top_k: int = 10) -> list[Moment]:
+        """Moments matching ``text``, best first; at most ``top_k``, fewer when the index is small."""
+        if not text or not text.strip():
+            raise ValueError("the search text is empty")
+        _check_top_k(top_k)
+        return self.search_vector(self._embed(text), top_k)
+
+    def search_vector(self, query: np.ndarray, top_k: int = 10) -> list[Moment]:
+        """``search`` for an already embedded query (float32 ``[dim]``, L2-normalised)."""
+        _check_top_k(top_k)
+        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        spaces = [s for s in TEXT_SPACES if self.index.vectors.dim(s) is not None]
+        n = max(self.config.candidates_per_space, 4 * top_k)
+        candidates: set[int] = set()
+        for space in spaces:
+            _, ids = self.index.vectors.search(space, query, n)
+            candidates.update(ids[0].tolist())
+        per_segment: dict[int, dict[str, float]] = {}
+        for space in spaces:
+            ids, vectors = self.index.store.get_vectors(space, candidates)
+            for sid, score in zip(ids.tolist(), (vectors @ query[0]).tolist()):
+                per_segment.setdefault(sid, {})[space] = score
+        return self._moments({sid: self._fuse(scores) for sid, scores in per_segment.items()}, top_k)
+
+    def similar_images(self, segment_id: int, top_k: int = 10) -> list[Moment]:
+        """Moments whose frames look like segment ``segment_id``'s (cosine of the frame encoder's
+        features), best first, the segment itself left out."""
+        _check_top_k(top_k)
+        ids, vectors = self.index.store.get_vectors(IMAGE_SPACE, [segment_id])
+        if not len(ids):
+            raise ValueError(f"segment {segment_id} has no image features here (no frame, or not in this index)")
+        n = max(self.config.candidates_per_space, 4 * top_k) + 1
+        scores, found = self.index.vectors.search(IMAGE_SPACE, vectors, n)
+        pairs = zip(found[0].tolist(), scores[0].tolist())
+        scored = {sid: (s, ((IMAGE_SPACE, s),)) for sid, s in pairs if sid != segment_id}
+        return self._moments(scored, top_k)
+
+    def _embed(self, text: str) -> np.ndarray:
+        vectors = np.asarray(self.embed_text([text]), dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != 1:
+            raise ValueError(f"embed_text must return one vector per text, [1, dim]; got shape {vectors.shape}")
+        norm = float(np.linalg.norm(vectors[0]))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise ValueError(f"the query {text!r} embeds to a zero or non-finite vector")
+        return vectors[0] / norm
+
+    def _fuse(self, scores: dict[str, float]) -> tuple[float, tuple[tuple[str, float], ...]]:
+        ranked = tuple(sorted(scores.items(), key=lambda kv: -kv[1]))
+        best = ranked[0][1]
+        agreeing = sum(1 for space, s in ranked if space in MODALITIES and s >= best - self.config.agree_margin)
+        return best + self.config.agree_bonus * max(0, agreeing - 1), ranked
+
+    def _moments(self, scored: dict[int, tuple[float, tuple]], top_k: int) -> list[Moment]:
+        segments = self.index.store.get_segments(scored)
+        by_source: dict[str, list[_Hit]] = {}
+        for sid, segment in segments.items():
+            score, space_scores = scored[sid]
+            by_source.setdefault(segment.source_id, []).append(_Hit(segment, score, space_scores))
+        position = {}
+        for hits in by_source.values():
+            hits.sort(key=lambda h: h.segment.start_ns)
+            position.update((h.segment.segment_id, i) for i, h in enumerate(hits))
+        peaks = sorted((h for hits in by_source.values() for h in hits),
+                       key=lambda h: (-h.score, h.segment.source_id, h.segment.start_ns))
+        used: set[int] = set()
+        sources: dict[str, SourceInfo | None] = {}
+        moments = []
+        for peak in peaks:
+            if len(moments) == top_k:
+                break
+            if peak.segment.segment_id in used:
+                continue
+            run = self._run(by_source[peak.segment.source_id], position[peak.segment.segment_id], used)
+            used.update(h.segment.segment_id for h in run)
+            source_id = peak.segment.source_id
+            if source_id not in sources:
+                sources[source_id] = self.index.store.get_source(source_id)
+            moments.append(_moment(peak, run, sources[source_id]))
+        return moments
+
+    def _run(self, hits: list[_Hit], i: int, used: set[int]) -> list[_Hit]:
+        """The peak ``hits[i]`` and the adjacent unused hits around it that score within
+        ``merge_margin`` of it, keeping the clip within ``max_moment_ns``."""
+        cfg = self.config
+        floor = hits[i].score - cfg.merge_margin
+
+        def joins(before: _Hit, after: _Hit, candidate: _Hit, start_ns: int, end_ns: int) -> bool:
+            return (after.segment.start_ns - before.segment.end_ns <= cfg.merge_gap_ns
+                    and candidate.segment.segment_id not in used and candidate.score >= floor
+                    and end_ns - start_ns <= cfg.max_moment_ns)
+
+        lo = hi = i
+        end_ns = hits[i].segment.end_ns
+        while lo > 0 and joins(hits[lo - 1], hits[lo], hits[lo - 1], hits[lo - 1].segment.start_ns, end_ns):
+            lo -= 1
+        while hi + 1 < len(hits):
+            following = hits[hi + 1]
+            if not joins(hits[hi], following, following, hits[lo].segment.start_ns, max(end_ns, following.segment.end_ns)):
+                break
+            hi += 1
+            end_ns = max(end_ns, following.segment.end_ns)
+        return hits[lo : hi + 1]
+
+
+def _moment(peak: _Hit, run: list[_Hit], source: SourceInfo | None) -> Moment:
+    best = peak.segment
+    return Moment(
+        source_id=best.source_id,
+        source_name=source.name if source else best.source_id,
+        source_uri=source.uri if source else None,
+        start_ns=run[0].segment.start_ns,
+        end_ns=max(h.segment.end_ns for h in run),
+        score=peak.score,
+        segment_ids=tuple(h.segment.segment_id for h in run),
+        best_segment_id=best.segment_id,
+        description=best.description,
+        labels=best.labels,
+        events=best.events,
+        transcript=best.transcript,
+        space_scores=peak.space_scores,
+    )
+
+
+def _check_top_k(top_k: int) -> None:
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive whole number, got {top_k!r}")

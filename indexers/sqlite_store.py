@@ -1,0 +1,321 @@
+"""``MetadataStore`` in one SQLite file (WAL mode), the embedded default.
+
+``synchronous=FULL``: a committed batch survives a power cut, which the live path needs before it
+commits Kafka offsets; the cost is one fsync per batch, not per record. One connection per store,
+shared by threads under a lock; readers in other processes (a ``vidscope search`` during an
+ingest) see committed batches only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, pick_source,
+                            record_vectors)
+from operators.records import FusedRecord, Scored
+
+SCHEMA_VERSION = 1
+_IN_CHUNK = 500  # ids per "IN (...)": well under SQLite's bound-parameter limit on every version
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    source_id TEXT PRIMARY KEY, uri TEXT NOT NULL, name TEXT NOT NULL, duration_ns INTEGER,
+    has_video INTEGER NOT NULL, has_audio INTEGER NOT NULL, ingested_at_ns INTEGER NOT NULL,
+    status TEXT NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS sources_by_name ON sources(name);
+CREATE INDEX IF NOT EXISTS sources_by_uri ON sources(uri);
+CREATE TABLE IF NOT EXISTS segments (
+    segment_id INTEGER PRIMARY KEY, source_id TEXT NOT NULL, start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL, description TEXT NOT NULL, labels TEXT NOT NULL, events TEXT NOT NULL,
+    transcript TEXT NOT NULL, loudness_db REAL);
+CREATE INDEX IF NOT EXISTS segments_by_time ON segments(source_id, start_ns);
+CREATE TABLE IF NOT EXISTS vector_spaces (
+    space TEXT PRIMARY KEY, dim INTEGER NOT NULL, revision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (
+    space TEXT NOT NULL, segment_id INTEGER NOT NULL, vector BLOB NOT NULL,
+    PRIMARY KEY (space, segment_id));
+"""
+
+_SOURCE_COLUMNS = "source_id, uri, name, duration_ns, has_video, has_audio, ingested_at_ns, status, error"
+_SEGMENT_COLUMNS = "segment_id, source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db"
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for i in range(0, len(ids), _IN_CHUNK):
+        yield ids[i : i + _IN_CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _scored_json(items: Scored) -> str:
+    return json.dumps([[label, float(score)] for label, score in items])
+
+
+def _scored(text: str) -> Scored:
+    return tuple((label, float(score)) for label, score in json.loads(text))
+
+
+def _source(row: tuple) -> SourceInfo:
+    source_id, uri, name, duration_ns, has_video, has_audio, ingested_at_ns, status, error = row
+    return SourceInfo(source_id=source_id, uri=uri, name=name, duration_ns=duration_ns, has_video=bool(has_video),
+                      has_audio=bool(has_audio), ingested_at_ns=ingested_at_ns, status=status, error=error)
+
+
+def _segment(row: tuple) -> StoredSegment:
+    segment_id, source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db = row
+    return StoredSegment(segment_id, source_id, start_ns, end_ns, description, _scored(labels), _scored(events),
+                         transcript, loudness_db)
+
+
+def _ids(values: Iterable[int]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64)
+
+
+class SqliteStore:
+    """``MetadataStore`` in one SQLite file. Thread-safe (one connection behind a lock)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so a batch is
+        # exactly one transaction and reads outside a batch never hold one open.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
+            with self._transaction():
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+            meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        except BaseException:
+            self._db.close()
+            raise
+        if int(meta["schema_version"]) != SCHEMA_VERSION:
+            self._db.close()
+            raise ValueError(f"{self.path} has metadata schema {meta['schema_version']}, "
+                             f"this vidscope reads {SCHEMA_VERSION}")
+        self._store_id = meta["store_id"]
+
+    @property
+    def store_id(self) -> str:
+        """A random id made when the database was created: index files from another database never pass for ours."""
+        return self._store_id
+
+    def _transaction(self):
+        return _Transaction(self._db, self._lock)
+
+    # -- sources --------------------------------------------------------------------------------
+
+    def upsert_source(self, source: SourceInfo) -> None:
+        with self._transaction():
+            self._db.execute(
+                f"INSERT INTO sources ({_SOURCE_COLUMNS}) VALUES ({_marks(9)}) ON CONFLICT(source_id) DO UPDATE SET "
+                "uri=excluded.uri, name=excluded.name, duration_ns=excluded.duration_ns, has_video=excluded.has_video, "
+                "has_audio=excluded.has_audio, ingested_at_ns=excluded.ingested_at_ns, status=excluded.status, "
+                "error=excluded.error",
+                (source.source_id, source.uri, source.name, source.duration_ns, int(source.has_video),
+                 int(source.has_audio), source.ingested_at_ns, source.status, source.error),
+            )
+
+    def get_source(self, source_id: str) -> SourceInfo | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE source_id=?", (source_id,)).fetchone()
+        return None if row is None else _source(row)
+
+    def find_source(self, key: str) -> SourceInfo | None:
+        """The source whose id, path/URL or name is ``key`` (see ``pick_source``)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_SOURCE_COLUMNS} FROM sources WHERE source_id=? OR uri IN (?, ?) OR name=?",
+                (key, key, os.path.abspath(key), key),
+            ).fetchall()
+        return pick_source(key, [_source(r) for r in rows])
+
+    def list_sources(self) -> list[SourceInfo]:
+        """Every source, oldest ingest first."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_SOURCE_COLUMNS} FROM sources ORDER BY ingested_at_ns, source_id").fetchall()
+        return [_source(r) for r in rows]
+
+    # -- segments and vectors -------------------------------------------------------------------
+
+    def upsert_segments(self, records: Sequence[FusedRecord]) -> list[VectorChange]:
+        """Write a batch in one transaction; the last record wins when an id repeats.
+
+        A record replaces everything stored for its segment, vectors included: a space the new
+        record lacks loses the segment's old vector there.
+        """
+        by_id = {r.segment_id: r for r in records}
+        if not by_id:
+            return []
+        vectors = {sid: record_vectors(r) for sid, r in by_id.items()}
+        ids = list(by_id)
+        changes = []
+        with self._transaction():
+            dims = dict(self._db.execute("SELECT space, dim FROM vector_spaces"))
+            self._check_dims(vectors, dims)
+            self._db.executemany(
+                f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES ({_marks(9)}) ON CONFLICT(segment_id) DO UPDATE SET "
+                "source_id=excluded.source_id, start_ns=excluded.start_ns, end_ns=excluded.end_ns, "
+                "description=excluded.description, labels=excluded.labels, events=excluded.events, "
+                "transcript=excluded.transcript, loudness_db=excluded.loudness_db",
+                [(r.segment_id, r.source_id, r.span.start_ns, r.span.end_ns, r.description, _scored_json(r.labels),
+                  _scored_json(r.events), r.transcript, None if r.loudness_db is None else float(r.loudness_db))
+                 for r in by_id.values()],
+            )
+            for space in VECTOR_SPACES:
+                change = self._upsert_space(space, ids, vectors, dims)
+                if change is not None:
+                    changes.append(change)
+        return changes
+
+    def _check_dims(self, vectors: dict[int, dict[str, np.ndarray]], dims: dict[str, int]) -> None:
+        for sid, per_space in vectors.items():
+            for space, vec in per_space.items():
+                expected = dims.setdefault(space, vec.shape[0])
+                if vec.shape[0] != expected:
+                    raise ValueError(
+                        f"segment {sid}: {space} vectors here are {expected}-d but this one is {vec.shape[0]}-d; "
+                        "was it made by another model profile? Use a new data folder for it."
+                    )
+
+    def _upsert_space(self, space: str, ids: list[int], vectors: dict, dims: dict[str, int]) -> VectorChange | None:
+        old: dict[int, bytes] = {}
+        for chunk in _chunks(ids):
+            old.update(self._db.execute(
+                f"SELECT segment_id, vector FROM vectors WHERE space=? AND segment_id IN ({_marks(len(chunk))})",
+                (space, *chunk)))
+        written = {sid: per[space] for sid, per in vectors.items()
+                   if space in per and old.get(sid) != per[space].tobytes()}
+        removed = [sid for sid in old if space not in vectors[sid]]
+        if not written and not removed:
+            return None
+        self._db.executemany(
+            "INSERT INTO vectors (space, segment_id, vector) VALUES (?, ?, ?) "
+            "ON CONFLICT(space, segment_id) DO UPDATE SET vector=excluded.vector",
+            [(space, sid, vec.tobytes()) for sid, vec in written.items()],
+        )
+        for chunk in _chunks(removed):
+            self._db.execute(f"DELETE FROM vectors WHERE space=? AND segment_id IN ({_marks(len(chunk))})", (space, *chunk))
+        self._db.execute(
+            "INSERT INTO vector_spaces (space, dim, revision) VALUES (?, ?, 1) "
+            "ON CONFLICT(space) DO UPDATE SET revision=revision+1",
+            (space, dims[space]),
+        )
+        (revision,) = self._db.execute("SELECT revision FROM vector_spaces WHERE space=?", (space,)).fetchone()
+        return VectorChange(
+            space=space,
+            revision=revision,
+            written_ids=_ids(written),
+            written_vectors=np.stack(list(written.values())) if written else np.zeros((0, dims[space]), np.float32),
+            replaced_ids=_ids(sid for sid in written if sid in old),
+            removed_ids=_ids(removed),
+        )
+
+    def get_segments(self, segment_ids: Iterable[int]) -> dict[int, StoredSegment]:
+        """The stored segments among ``segment_ids``, by id; unknown ids are left out."""
+        ids = [int(i) for i in segment_ids]
+        out = {}
+        with self._lock:
+            for chunk in _chunks(ids):
+                rows = self._db.execute(
+                    f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE segment_id IN ({_marks(len(chunk))})", chunk)
+                out.update((row[0], _segment(row)) for row in rows)
+        return out
+
+    def segments_of_source(self, source_id: str, *, start_ns: int | None = None,
+                           end_ns: int | None = None) -> list[StoredSegment]:
+        """A source's segments in time order; with bounds, those overlapping ``[start_ns, end_ns)``."""
+        lo = -(2**63) if start_ns is None else start_ns
+        hi = 2**63 - 1 if end_ns is None else end_ns
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE source_id=? AND start_ns < ? AND end_ns > ? "
+                "ORDER BY start_ns", (source_id, hi, lo)).fetchall()
+        return [_segment(r) for r in rows]
+
+    def count_segments(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM segments").fetchone()[0]
+
+    def vector_space(self, space: str) -> VectorSpaceState | None:
+        """Dimension, revision and count of one space; None until a vector was ever written to it."""
+        with self._lock:
+            row = self._db.execute("SELECT dim, revision FROM vector_spaces WHERE space=?", (space,)).fetchone()
+            if row is None:
+                return None
+            (count,) = self._db.execute("SELECT COUNT(*) FROM vectors WHERE space=?", (space,)).fetchone()
+        return VectorSpaceState(dim=row[0], revision=row[1], count=count)
+
+    def get_vectors(self, space: str, segment_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids int64 [n], vectors float32 [n, dim])`` for the ids that have a vector in ``space``."""
+        ids = [int(i) for i in segment_ids]
+        rows = []
+        with self._lock:
+            for chunk in _chunks(ids):
+                rows += self._db.execute(
+                    f"SELECT segment_id, vector FROM vectors WHERE space=? AND segment_id IN ({_marks(len(chunk))})",
+                    (space, *chunk)).fetchall()
+        return self._unpack(space, rows)
+
+    def iter_vectors(self, space: str, *, batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every vector of ``space`` in id order, ``batch_rows`` at a time; each page is read in
+        its own statement, so nothing stays locked between pages."""
+        after = -1
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT segment_id, vector FROM vectors WHERE space=? AND segment_id > ? ORDER BY segment_id LIMIT ?",
+                    (space, after, batch_rows)).fetchall()
+            if not rows:
+                return
+            yield self._unpack(space, rows)
+            after = rows[-1][0]
+
+    def _unpack(self, space: str, rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
+        if not rows:
+            with self._lock:
+                row = self._db.execute("SELECT dim FROM vector_spaces WHERE space=?", (space,)).fetchone()
+            return np.zeros(0, np.int64), np.zeros((0, row[0] if row else 0), np.float32)
+        ids = _ids(r[0] for r in rows)
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+        return ids, matrix.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` (take the write lock up front, so two writers queue instead of one
+    failing at commit) ... ``COMMIT``, or ``ROLLBACK`` on any exception."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._db, self._lock = db, lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()

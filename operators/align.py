@@ -1,0 +1,144 @@
+"""Cut a decoded stream into fixed windows of frames plus the audio that covers each exactly.
+
+Windows are ``[k * window_ns, (k + 1) * window_ns)`` on the source clock. A window is emitted
+once both streams have moved past its end; when one stream stalls or has ended (video shorter
+than audio, a camera that stops sending frames), it is given up on after ``max_skew_ns`` so
+memory stays bounded. Missing audio inside a window (audio that starts late, gaps) is silence;
+audio already covered is dropped, so consecutive windows share no sample and miss none.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from operators.base import Operator, Resources
+from operators.decode import AudioChunk, DecodedFrame
+from operators.records import AUDIO_SAMPLE_RATE, NS_PER_SECOND, Segment, Span, sample_index
+
+
+class Aligner(Operator[DecodedFrame | AudioChunk, Segment]):
+    """Stateful: ``process`` takes decoded items in demux order and returns the windows they
+    complete; ``flush`` returns the rest, the last one possibly shorter than a window."""
+
+    name = "align"
+
+    def __init__(self, source_id: str, *, has_video: bool, has_audio: bool, window_ns: int = 2 * NS_PER_SECOND,
+                 max_skew_ns: int = 10 * NS_PER_SECOND, tail_ns: int = 100_000_000, sample_rate: int = AUDIO_SAMPLE_RATE,
+                 meta: Mapping[str, object] | None = None, resources: Resources | None = None) -> None:
+        super().__init__(resources=resources, batch_size=1)
+        if window_ns <= 0:
+            raise ValueError(f"window must be positive, got {window_ns} ns")
+        if not (has_video or has_audio):
+            raise ValueError(f"{source_id}: nothing to align, the source has neither video nor audio")
+        self.source_id = source_id
+        self.window_ns = int(window_ns)
+        self.max_skew_ns = int(max_skew_ns)
+        self.tail_ns = int(tail_ns)
+        self.sample_rate = sample_rate
+        self.has_video = has_video
+        self.has_audio = has_audio
+        self.meta = dict(meta or {})
+        self._window_start_ns = 0
+        self._frames: list[DecodedFrame] = []
+        self._frame_shape: tuple[int, ...] = (0, 0, 3)
+        self._video_watermark_ns = -1  # newest frame time seen
+        self._audio: list[np.ndarray] = []
+        self._audio_base = 0  # sample index of the first buffered sample (== current window start)
+        self._audio_end = 0  # sample index one past the last buffered sample
+
+    @classmethod
+    def default_resources(cls) -> Resources:
+        return Resources(cpus=0.05, memory_mb=256)
+
+    @property
+    def emit_delay_ns(self) -> int:
+        """How late after a moment it may be emitted: a window plus the stream skew it waits for."""
+        return self.window_ns + self.max_skew_ns
+
+    def process(self, batch: Iterable[DecodedFrame | AudioChunk]) -> list[Segment]:
+        for item in batch:
+            if isinstance(item, DecodedFrame):
+                self._push_frame(item)
+            else:
+                self._push_audio(item)
+        return self._emit_ready()
+
+    def flush(self, video_end_ns: int | None = None) -> list[Segment]:
+        """Emit everything left, the last window possibly shorter.
+
+        ``video_end_ns`` is where the video stream ends (last frame time plus its duration). Audio
+        running past it by less than ``tail_ns`` is codec padding (AAC decoders return up to 1024
+        samples after the end) and is dropped rather than becoming a window of a few ms; audio
+        that really outlasts the video is kept whole."""
+        audio_end_ns = -(-self._audio_end * NS_PER_SECOND // self.sample_rate) if self.has_audio else 0
+        video_end_ns = video_end_ns if video_end_ns is not None else self._video_watermark_ns + 1
+        if self.has_video and self.has_audio and 0 < audio_end_ns - video_end_ns < self.tail_ns:
+            stop_ns = video_end_ns
+        else:
+            stop_ns = max(audio_end_ns, video_end_ns if self.has_video else 0)
+        out: list[Segment] = []
+        while self._window_start_ns < stop_ns:
+            out.append(self._cut(min(self._window_start_ns + self.window_ns, stop_ns)))
+        return out
+
+    def _push_frame(self, frame: DecodedFrame) -> None:
+        if frame.pts_ns < self._window_start_ns:
+            return  # before the first window (negative PTS) or already emitted
+        self._frames.append(frame)
+        self._video_watermark_ns = max(self._video_watermark_ns, frame.pts_ns)
+
+    def _push_audio(self, chunk: AudioChunk) -> None:
+        samples, start = chunk.samples, chunk.start_sample
+        if start < self._audio_end:  # overlap with what is buffered or already emitted
+            samples = samples[self._audio_end - start:]
+            start = self._audio_end
+        if not len(samples):
+            return
+        if start > self._audio_end:  # a gap: silence
+            self._audio.append(np.zeros(start - self._audio_end, np.float32))
+        self._audio.append(samples)
+        self._audio_end = start + len(samples)
+
+    def _emit_ready(self) -> list[Segment]:
+        out: list[Segment] = []
+        while True:
+            end_ns = self._window_start_ns + self.window_ns
+            audio_ns = self._audio_end * NS_PER_SECOND // self.sample_rate
+            video_done = not self.has_video or self._video_watermark_ns >= end_ns
+            audio_done = not self.has_audio or self._audio_end >= sample_index(end_ns, self.sample_rate)
+            if not video_done and self.has_audio and audio_ns - end_ns >= self.max_skew_ns:
+                video_done = True  # video stalled or ended while audio runs on
+            if not audio_done and self.has_video and self._video_watermark_ns - end_ns >= self.max_skew_ns:
+                audio_done = True
+            if not (video_done and audio_done):
+                return out
+            out.append(self._cut(end_ns))
+
+    def _cut(self, end_ns: int) -> Segment:
+        span = Span(self._window_start_ns, end_ns)
+        inside = [f for f in self._frames if f.pts_ns < end_ns]
+        self._frames = [f for f in self._frames if f.pts_ns >= end_ns]
+        if inside:
+            frames = np.stack([f.image for f in inside])
+            pts = np.array([f.pts_ns for f in inside], np.int64)
+            self._frame_shape = frames.shape[1:]
+        else:  # keep the picture size known so far: empty stacks still concatenate with full ones
+            frames, pts = np.zeros((0, *self._frame_shape), np.uint8), np.zeros(0, np.int64)
+        audio = self._take_audio(sample_index(end_ns, self.sample_rate)) if self.has_audio else None
+        self._window_start_ns = end_ns
+        return Segment(self.source_id, span, frames, pts, audio, self.sample_rate, dict(self.meta))
+
+    def _take_audio(self, end_sample: int) -> np.ndarray:
+        count = end_sample - self._audio_base
+        buffered = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+        if len(buffered) >= count:
+            out, rest = buffered[:count], buffered[count:]
+        else:
+            out = np.concatenate([buffered, np.zeros(count - len(buffered), np.float32)])
+            rest = np.zeros(0, np.float32)
+        self._audio = [rest] if len(rest) else []
+        self._audio_base = end_sample
+        self._audio_end = max(self._audio_end, end_sample)
+        return np.ascontiguousarray(out, dtype=np.float32)

@@ -1,0 +1,69 @@
+"""The operator contract: a named step with declared resources, set up inside its worker.
+
+``__init__`` stores config only; ``setup()`` loads weights where the operator will run (a Ray
+actor, a test process); ``process(batch)`` maps a batch to one result per input, in order.
+Nothing here probes hardware at construction (STYLE.md 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Generic, Literal, Sequence, TypeVar
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What one worker of an operator reserves. Fractional CPUs are deliberate: on 2 cores, whole
+    CPUs per actor starve everything else (FACTS.md)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    memory_mb: int = 512
+
+    def __post_init__(self) -> None:
+        if self.cpus < 0 or self.gpus < 0 or self.memory_mb <= 0:
+            raise ValueError(f"resources must be non-negative (memory positive): {self}")
+
+
+class Operator(Generic[In, Out]):
+    """Base of every step. Subclasses set ``name`` and override ``setup`` and ``process``."""
+
+    name: ClassVar[str] = "operator"
+
+    def __init__(self, *, resources: Resources | None = None, batch_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"{self.name}: batch_size must be at least 1, got {batch_size}")
+        self.resources = resources or self.default_resources()
+        self.batch_size = batch_size
+
+    @classmethod
+    def default_resources(cls) -> Resources:
+        return Resources()
+
+    def setup(self) -> None:
+        """Load weights and warm up inside the worker; called once before the first batch."""
+
+    def process(self, batch: Sequence[In]) -> list[Out]:  # pragma: no cover - contract
+        raise NotImplementedError(f"{type(self).__name__} must implement process()")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, resources={self.resources}, batch_size={self.batch_size})"
+
+
+def resolve_device(device: Device) -> str:
+    """``auto`` picks CUDA when torch sees a GPU. Call from ``setup()``, never from ``__init__``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_threads(resources: Resources) -> int:
+    """Intra-op threads for a torch/ONNX worker: its declared CPUs, at least one."""
+    return max(1, int(round(resources.cpus)))

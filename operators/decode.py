@@ -1,0 +1,325 @@
+"""Streaming decode with PyAV: sampled frames scaled by the decoder, audio at 16 kHz mono.
+
+One demux pass reads both streams. Times come from each stream's PTS and ``time_base``, shifted
+by the container's start time so that both streams share one clock starting near 0 (MPEG-TS
+starts at e.g. 1.4667 s; an MP4 whose audio starts late keeps that lateness). Frames are picked
+by timestamp, not index (variable frame rate is common): for every sample instant
+``k / frames_per_second`` the first frame shown at or after it. Only picked frames are converted,
+and the conversion scales as it converts (YUV 1080p -> RGB 224 in one swscale pass), never a
+full-size RGB frame. A damaged packet is skipped and counted; only an unopenable file raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal
+
+import av
+import numpy as np
+
+from operators.records import AUDIO_SAMPLE_RATE, NS_PER_SECOND
+
+log = logging.getLogger(__name__)
+
+
+class MediaError(ValueError):
+    """A source that cannot be decoded at all (missing, empty, not media). Says why in words."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeConfig:
+    frames_per_second: float = 1.0
+    """Sampling rate of frames, by timestamp. 1/s is plenty for labels; raise it for motion."""
+    frame_short_side: int = 224
+    """Sampled frames are scaled so their short side has this many pixels (aspect kept)."""
+    sample_rate: int = AUDIO_SAMPLE_RATE
+    threads: int = 0
+    """Decoder threads; 0 lets FFmpeg choose. Frame+slice ("AUTO") threading matches ffmpeg."""
+    skip_unsampled: bool = True
+    """Tell the decoder to drop non-reference frames far from any sample instant: they are
+    never shown to anyone, and skipping them saves a third of the decode on typical H.264."""
+
+    def __post_init__(self) -> None:
+        if not self.frames_per_second > 0:
+            raise ValueError(f"frames_per_second must be positive, got {self.frames_per_second}")
+        if self.frame_short_side < 16:
+            raise ValueError(f"frame_short_side must be at least 16 px, got {self.frame_short_side}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DecodedFrame:
+    pts_ns: int
+    image: np.ndarray  # uint8 [H, W, 3]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AudioChunk:
+    start_sample: int  # index on the 16 kHz grid of the source clock (sample k at k / rate s)
+    samples: np.ndarray  # float32 mono
+
+
+@dataclass(slots=True)
+class DecodeStats:
+    video_frames_decoded: int = 0
+    frames_sampled: int = 0
+    audio_samples: int = 0
+    damaged_packets: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    path: str
+    has_video: bool
+    has_audio: bool
+    duration_ns: int | None
+    start_ns: int
+    width: int | None
+    height: int | None
+    average_fps: float | None
+    container: str
+
+
+def _open(path: str | Path, options: dict[str, str] | None = None, timeout_s: float | None = None) -> av.container.InputContainer:
+    spath = str(path)
+    if "://" not in spath:
+        p = Path(spath)
+        if not p.exists():
+            raise MediaError(f"{spath}: no such file")
+        if p.is_dir():
+            raise MediaError(f"{spath}: is a folder, not a media file")
+        if p.stat().st_size == 0:
+            raise MediaError(f"{spath}: file is empty")
+    try:
+        container = av.open(spath, options=options or {}, timeout=timeout_s)
+    except av.FFmpegError as exc:
+        raise MediaError(f"{spath}: not readable as video or audio ({exc.strerror or exc})") from exc
+    if not container.streams.video and not container.streams.audio:
+        container.close()
+        raise MediaError(f"{spath}: holds no video or audio stream")
+    return container
+
+
+def _start_ns(container: av.container.InputContainer) -> int:
+    # container.start_time is in AV_TIME_BASE (microseconds); it is the earliest stream start.
+    return 0 if container.start_time is None else int(container.start_time) * 1000
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read the header only: which streams, how long, where the clock starts."""
+    with _open(path) as container:
+        video = container.streams.video[0] if container.streams.video else None
+        duration_ns = None if container.duration is None else int(container.duration) * 1000
+        return MediaInfo(
+            path=str(path),
+            has_video=video is not None,
+            has_audio=bool(container.streams.audio),
+            duration_ns=duration_ns,
+            start_ns=_start_ns(container),
+            width=video.codec_context.width if video else None,
+            height=video.codec_context.height if video else None,
+            average_fps=float(video.average_rate) if video is not None and video.average_rate else None,
+            container=container.format.name,
+        )
+
+
+def _pts_to_ns(pts: int, time_base) -> int:
+    """Exact integer conversion, rounded to the nearest nanosecond."""
+    den = time_base.denominator
+    return (2 * int(pts) * NS_PER_SECOND * time_base.numerator + den) // (2 * den)
+
+
+def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """Output size with the short side at ``short_side`` px, aspect kept, both even."""
+    if width <= height:
+        w, h = short_side, round(height * short_side / width)
+    else:
+        w, h = round(width * short_side / height), short_side
+    return max(2, w - w % 2), max(2, h - h % 2)
+
+
+class Decoder:
+    """Iterate one source as decoded items in demux order: ``DecodedFrame`` and ``AudioChunk``.
+
+    ``origin_ns`` is subtracted from every timestamp; by default the container's start time.
+    """
+
+    def __init__(self, path: str | Path, config: DecodeConfig = DecodeConfig(), *,
+                 options: dict[str, str] | None = None, timeout_s: float | None = None) -> None:
+        self.path = str(path)
+        self.config = config
+        self.stats = DecodeStats()
+        self._container = _open(path, options, timeout_s)
+        self.has_video = bool(self._container.streams.video)
+        self.has_audio = bool(self._container.streams.audio)
+        self.origin_ns = _start_ns(self._container)
+        self.video_end_ns: int | None = None
+        """Where the video ends (last frame time plus one frame), known once iteration is done."""
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> "Decoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[DecodedFrame | AudioChunk]:
+        container = self._container
+        streams = []
+        video = audio = None
+        if self.has_video:
+            video = container.streams.video[0]
+            video.thread_type = "AUTO"
+            if self.config.threads:
+                video.thread_count = self.config.threads
+            streams.append(video)
+        if self.has_audio:
+            audio = container.streams.audio[0]
+            streams.append(audio)
+        picker = _FramePicker(self.config, self.origin_ns) if video is not None else None
+        resampler = _Resampler(self.config.sample_rate, self.origin_ns) if audio is not None else None
+
+        for packet in self._demux(streams):
+            if packet.stream is video:
+                if self.config.skip_unsampled:
+                    picker.steer(video.codec_context, packet)
+                yield from picker.take(self._decode(packet), self.stats)
+            else:
+                for frame in self._decode(packet):
+                    chunk = resampler.push(frame)
+                    if chunk is not None:
+                        self.stats.audio_samples += len(chunk.samples)
+                        yield chunk
+        if picker is not None:
+            self.video_end_ns = picker.end_ns
+        if resampler is not None:
+            chunk = resampler.flush()
+            if chunk is not None:
+                self.stats.audio_samples += len(chunk.samples)
+                yield chunk
+
+    def _demux(self, streams) -> Iterator[av.Packet]:
+        """Packets of ``streams``, including the final empty packets that flush decoders.
+        A demuxer error (garbage in the middle of a file) is counted and demuxing resumes."""
+        failures = 0
+        while True:
+            try:
+                for packet in self._container.demux(streams):
+                    yield packet
+                return
+            except (av.InvalidDataError, av.EOFError) as exc:
+                failures += 1
+                self.stats.damaged_packets += 1
+                if failures > 1000:
+                    self.stats.errors.append(f"gave up after {failures} demux errors: {exc}")
+                    return
+
+    def _decode(self, packet: av.Packet):
+        try:
+            return packet.decode()
+        except (av.FFmpegError, ValueError) as exc:  # any decoder complaint about this packet
+            self.stats.damaged_packets += 1
+            if len(self.stats.errors) < 20:
+                self.stats.errors.append(f"damaged packet at pts {packet.pts}: {exc}")
+            return ()
+
+
+class _FramePicker:
+    """Chooses, for each sample instant, the first frame shown at or after it."""
+
+    def __init__(self, config: DecodeConfig, origin_ns: int) -> None:
+        self.interval_ns = int(round(NS_PER_SECOND / config.frames_per_second))
+        self.short_side = config.frame_short_side
+        self.origin_ns = origin_ns
+        self.next_target_ns = 0
+        self.last_pts_ns: int | None = None
+        self.size: tuple[int, int] | None = None
+        self.frame_duration_ns = 0
+        self._skipping = False
+
+    def steer(self, codec_context, packet: av.Packet) -> None:
+        """Skip non-reference frames whose packet lies well before the next sample instant.
+
+        Packet PTS is the frame's presentation time, so a non-reference frame more than two
+        frame durations before the next target cannot be the frame we pick; reference frames are
+        always decoded, so the picture at the target is still exact."""
+        if packet.pts is None or self.frame_duration_ns <= 0:
+            return
+        t_ns = _pts_to_ns(packet.pts, packet.time_base) - self.origin_ns
+        skip = t_ns < self.next_target_ns - 2 * self.frame_duration_ns
+        if skip != self._skipping:
+            codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self._skipping = skip
+
+    def take(self, frames, stats: DecodeStats) -> Iterator[DecodedFrame]:
+        for frame in frames:
+            stats.video_frames_decoded += 1
+            if frame.pts is None:
+                continue
+            pts_ns = _pts_to_ns(frame.pts, frame.time_base) - self.origin_ns
+            if self.last_pts_ns is not None:
+                if pts_ns <= self.last_pts_ns:
+                    continue  # out-of-order or repeated timestamp: keep the clock monotonic
+                step = pts_ns - self.last_pts_ns
+                # The smallest step seen is the frame duration; skipped frames only widen steps.
+                self.frame_duration_ns = step if self.frame_duration_ns == 0 else min(self.frame_duration_ns, step)
+            self.last_pts_ns = pts_ns
+            if pts_ns < self.next_target_ns:
+                continue
+            if self.size is None:
+                self.size = scaled_size(frame.width, frame.height, self.short_side)
+            width, height = self.size
+            image = frame.reformat(width=width, height=height, format="rgb24",
+                                   interpolation="AREA").to_ndarray()
+            stats.frames_sampled += 1
+            # The next instant strictly after this frame: a frame serves one instant at most.
+            self.next_target_ns = (pts_ns // self.interval_ns + 1) * self.interval_ns
+            yield DecodedFrame(pts_ns, image)
+
+    @property
+    def end_ns(self) -> int | None:
+        """Where the video stream ends: the last frame's time plus one frame duration."""
+        if self.last_pts_ns is None:
+            return None
+        return self.last_pts_ns + max(self.frame_duration_ns, 1)
+
+
+class _Resampler:
+    """Any audio to float32 mono at ``rate``, placed on the sample grid by the frames' PTS."""
+
+    def __init__(self, rate: int, origin_ns: int) -> None:
+        self.rate = rate
+        self.origin_ns = origin_ns
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self._next_sample: int | None = None
+
+    def push(self, frame: av.AudioFrame) -> AudioChunk | None:
+        if frame.pts is not None and self._next_sample is None:
+            t_ns = _pts_to_ns(frame.pts, frame.time_base) - self.origin_ns
+            self._next_sample = round(t_ns * self.rate / NS_PER_SECOND)
+        return self._emit(self._resampler.resample(frame))
+
+    def flush(self) -> AudioChunk | None:
+        return self._emit(self._resampler.resample(None))
+
+    def _emit(self, frames) -> AudioChunk | None:
+        if not frames:
+            return None
+        samples = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32, copy=False)
+        # The resampler's own output PTS (1/rate time base) already accounts for its delay and
+        # for gaps in the input; fall back to counting when it gives none.
+        first = frames[0]
+        if first.pts is not None:
+            start = round(_pts_to_ns(first.pts, first.time_base) * self.rate / NS_PER_SECOND) - round(
+                self.origin_ns * self.rate / NS_PER_SECOND)
+        else:
+            start = self._next_sample or 0
+        self._next_sample = start + len(samples)
+        return AudioChunk(start, samples)
+
+
+VideoSampler = Literal["pyav", "decord"]

@@ -1,0 +1,1 @@
+"""Pipelines: sources, the Ray runtime, batch ingest, the query path, config and the CLI."""

@@ -1,0 +1,365 @@
+"""Batch ingest: sources -> decode+align -> encoders (in parallel) -> fuse -> index.
+
+The driver owns the flow: it pulls segments from each source's streaming generator while fewer
+than ``max_segments_in_flight`` are unfinished, sends each segment's ref to every encoder that
+applies (frames to ``visual``; audio to ``audio`` and ``speech``), batches consecutive segments of
+one source per stage, joins the results into ``Observations`` for ``fuse``, and upserts the fused
+records. A source that fails (unreadable, crashed encoder) fails alone; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Callable, Literal, Mapping
+
+import ray
+
+from indexers.index import SegmentIndex
+from indexers.store import SourceInfo
+from operators.audio_events import AudioEventEncoder
+from operators.base import Device, Operator, Resources
+from operators.decode import DecodeConfig
+from operators.fuse import Fuse, Observations
+from operators.records import NS_PER_SECOND, Segment, Span, seconds_to_ns
+from operators.speech import SpeechRecognizer
+from operators.visual import VisualEncoder
+from pipelines.runtime import SourceActor, SourceReport, StagePool, cluster_cpus, pool_size
+from pipelines.sources import SourceRef
+
+log = logging.getLogger(__name__)
+
+ENCODERS = ("visual", "audio", "speech")
+
+
+@dataclass(frozen=True, slots=True)
+class StageOverride:
+    """Per-stage overrides of what the operator declares (config file / CLI)."""
+
+    cpus: float | None = None
+    gpus: float | None = None
+    batch_size: int | None = None
+    workers: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    decode: DecodeConfig = DecodeConfig()
+    window_seconds: float = 2.0
+    speech: bool = True
+    speech_model: Literal["tiny.en", "base"] = "tiny.en"
+    device: Device = "auto"
+    max_sources_in_flight: int = 2
+    """Files decoded at once; each has its own source actor."""
+    max_segments_in_flight: int = 64
+    """Segments decoded but not yet indexed; bounds memory whatever the input length."""
+    stages: Mapping[str, StageOverride] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.window_seconds > 0:
+            raise ValueError(f"window must be positive, got {self.window_seconds} s")
+        if self.max_sources_in_flight < 1 or self.max_segments_in_flight < 1:
+            raise ValueError("in-flight limits must be at least 1")
+
+
+def build_operators(config: IngestConfig) -> dict[str, Operator]:
+    """The offline profile's stages, with the config's overrides applied."""
+    ops: dict[str, Operator] = {
+        "visual": VisualEncoder(device=config.device, batch_size=8),
+        "audio": AudioEventEncoder(batch_size=16),
+        "fuse": Fuse(device=config.device, batch_size=16),
+    }
+    if config.speech:
+        ops["speech"] = SpeechRecognizer(model=config.speech_model, device=config.device, batch_size=15)
+    for name, op in ops.items():
+        o = config.stages.get(name)
+        if o is None:
+            continue
+        if o.cpus is not None or o.gpus is not None:
+            op.resources = replace(op.resources, **{k: v for k, v in (("cpus", o.cpus), ("gpus", o.gpus)) if v is not None})
+        if o.batch_size is not None:
+            op.batch_size = o.batch_size
+    return ops
+
+
+SOURCE_ACTOR_CPUS = 0.5
+
+
+def required_cpus(operators: Mapping[str, Operator], config: IngestConfig) -> float:
+    """Logical CPUs one replica of every stage reserves. A local Ray gets at least this many so
+    that no actor waits forever for a CPU another one holds (FACTS.md: Ray starves on 2 cores)."""
+    return sum(op.resources.cpus for op in operators.values()) + SOURCE_ACTOR_CPUS * config.max_sources_in_flight
+
+
+@dataclass(slots=True)
+class SourceOutcome:
+    ref: SourceRef
+    error: str | None = None
+    report: SourceReport | None = None
+    segments_indexed: int = 0
+    skipped: bool = False
+
+
+@dataclass(slots=True)
+class IngestResult:
+    outcomes: list[SourceOutcome]
+    segments: int
+    media_seconds: float
+    wall_seconds: float
+
+    @property
+    def failed(self) -> list[SourceOutcome]:
+        return [o for o in self.outcomes if o.error]
+
+
+Progress = Callable[[int, float], None]
+"""Called with (segments indexed so far, media seconds indexed so far)."""
+
+
+@dataclass(slots=True)
+class _Seg:
+    source: "_Source"
+    ref: ray.ObjectRef
+    span: Span
+    needs: set[str]
+    results: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Source:
+    outcome: SourceOutcome
+    actor: object
+    gen: object
+    decoding: bool = True
+    unfinished: int = 0
+    buffers: dict[str, list[tuple[int, object]]] = field(default_factory=dict)
+
+
+class Ingestor:
+    """Holds the actor pools; ``ingest`` may be called many times (the demo, the benchmark)."""
+
+    def __init__(self, index: SegmentIndex, config: IngestConfig = IngestConfig()) -> None:
+        self.index = index
+        self.config = config
+        self.operators = build_operators(config)
+        self.pools: dict[str, StagePool] = {}
+        self.source_actors: list = []
+        self.setup_seconds: dict[str, float] = {}
+
+    def start(self) -> float:
+        """Create every actor and wait until its model is loaded. Returns the seconds it took."""
+        started = time.perf_counter()
+        total = cluster_cpus()
+        all_cpus = required_cpus(self.operators, self.config)
+        for name, op in self.operators.items():
+            override = self.config.stages.get(name)
+            workers = override.workers if override and override.workers else pool_size(op.resources, total, all_cpus)
+            self.pools[name] = StagePool.create(op, workers=workers)
+        self.source_actors = [SourceActor.options(num_cpus=SOURCE_ACTOR_CPUS).remote() for _ in range(self.config.max_sources_in_flight)]
+        for name, pool in self.pools.items():
+            self.setup_seconds[name] = max(pool.wait_ready())
+        ray.get([a.pid.remote() for a in self.source_actors])
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.kill()
+        for actor in self.source_actors:
+            ray.kill(actor)
+
+    def pids(self) -> list[int]:
+        pids = [pid for pool in self.pools.values() for pid in pool.pids()]
+        return pids + ray.get([a.pid.remote() for a in self.source_actors])
+
+    def ingest(self, refs: list[SourceRef], *, force: bool = False, on_progress: Progress | None = None) -> IngestResult:
+        if not self.pools:
+            self.start()
+        started = time.perf_counter()
+        outcomes: list[SourceOutcome] = []
+        queue: deque[SourceOutcome] = deque()
+        for ref in refs:
+            outcome = SourceOutcome(ref)
+            outcomes.append(outcome)
+            known = self.index.store.get_source(ref.source_id)
+            if not force and known is not None and known.status == "done":
+                outcome.skipped = True
+            else:
+                queue.append(outcome)
+        run = _Run(self, on_progress)
+        run.go(queue)
+        return IngestResult(outcomes, run.segments_done, run.media_ns_done / NS_PER_SECOND, time.perf_counter() - started)
+
+
+class _Run:
+    """One ingest call's event loop."""
+
+    def __init__(self, ingestor: Ingestor, on_progress: Progress | None) -> None:
+        self.ing = ingestor
+        self.window_ns = seconds_to_ns(ingestor.config.window_seconds)
+        self.on_progress = on_progress
+        self.inflight: dict[ray.ObjectRef, tuple[str, list[int]]] = {}
+        self.segs: dict[int, _Seg] = {}
+        self.active: list[_Source] = []
+        self.free_actors = list(ingestor.source_actors)
+        self.fuse_buffer: list[tuple[int, Observations]] = []
+        self.segments_done = 0
+        self.media_ns_done = 0
+
+    def go(self, queue: deque[SourceOutcome]) -> None:
+        while queue or self.active or self.inflight:
+            while queue and self.free_actors:
+                self._start(queue.popleft())
+            waitables = list(self.inflight)
+            if len(self.segs) < self.ing.config.max_segments_in_flight:
+                waitables += [s.gen for s in self.active if s.decoding]
+            if not waitables:
+                # Nothing running and nothing to pull: send the partial batches.
+                if not self._dispatch(final=True):
+                    self._finish_sources()
+                    if not self.inflight and self.active and not any(s.decoding for s in self.active):
+                        for src in self.active:  # defensive: never hang on a lost segment
+                            src.outcome.error = src.outcome.error or f"{src.outcome.ref.uri}: {src.unfinished} segments were lost"
+                            src.unfinished = 0
+                        self._finish_sources()
+                continue
+            ready, _ = ray.wait(waitables, num_returns=1, timeout=1.0)
+            if ready:
+                more, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
+                ready = list({id(r): r for r in ready + more}.values())
+            for item in ready:
+                if isinstance(item, ray.ObjectRef):
+                    self._collect(item)
+                else:
+                    self._pull(next(s for s in self.active if s.gen is item))
+            # Partial batches wait for more segments (a Whisper call costs the same for 2 s as for
+            # 30 s), unless the in-flight limit is what stops more from coming.
+            gated = len(self.segs) >= self.ing.config.max_segments_in_flight
+            self._dispatch(final=gated and not self.inflight)
+            self._finish_sources()
+
+    def _start(self, outcome: SourceOutcome) -> None:
+        actor = self.free_actors.pop()
+        cfg = self.ing.config
+        gen = actor.segments.remote(outcome.ref.uri, outcome.ref.source_id, cfg.decode, self.window_ns)
+        stages = {name: [] for name in self.ing.pools if name != "fuse"}
+        self.active.append(_Source(outcome, actor, gen, buffers=stages))
+
+    def _pull(self, src: _Source) -> None:
+        try:
+            ref = next(src.gen)
+            item = ray.get(ref)
+        except StopIteration:
+            src.decoding = False
+            return
+        except ray.exceptions.RayError as exc:
+            src.decoding = False
+            src.outcome.error = f"{src.outcome.ref.uri}: decoder crashed: {exc}"
+            return
+        if isinstance(item, SourceReport):
+            src.outcome.report = item
+            if item.error:
+                src.outcome.error = item.error
+            src.decoding = False
+            return
+        segment: Segment = item
+        needs = set()
+        if len(segment.frames):
+            needs.add("visual")
+        if segment.audio is not None:
+            needs.add("audio")
+            if "speech" in self.ing.pools:
+                needs.add("speech")
+        sid = segment.id
+        seg = _Seg(src, ref, segment.span, needs)
+        self.segs[sid] = seg
+        src.unfinished += 1
+        for stage in needs:
+            src.buffers[stage].append((sid, ref))
+        if not needs:
+            self._ready_to_fuse(sid)
+
+    def _dispatch(self, *, final: bool) -> int:
+        """Submit full batches (partial ones too when ``final`` or the source has ended)."""
+        sent = 0
+        for stage, pool in self.ing.pools.items():
+            if stage == "fuse":
+                continue
+            batch_size = self.ing.operators[stage].batch_size
+            for src in self.active:
+                buf = src.buffers[stage]
+                flush = final or not src.decoding
+                while buf and pool.has_free() and (len(buf) >= batch_size or flush):
+                    batch, src.buffers[stage] = buf[:batch_size], buf[batch_size:]
+                    buf = src.buffers[stage]
+                    self.inflight[pool.submit([r for _, r in batch])] = (stage, [sid for sid, _ in batch])
+                    sent += 1
+        fuse = self.ing.pools["fuse"]
+        size = self.ing.operators["fuse"].batch_size
+        decoding = any(s.decoding for s in self.active)
+        while self.fuse_buffer and fuse.has_free() and (len(self.fuse_buffer) >= size or final or not decoding
+                                                        or len(self.inflight) < 2):
+            batch, self.fuse_buffer = self.fuse_buffer[:size], self.fuse_buffer[size:]
+            self.inflight[fuse.submit([obs for _, obs in batch])] = ("fuse", [sid for sid, _ in batch])
+            sent += 1
+        return sent
+
+    def _collect(self, ref: ray.ObjectRef) -> None:
+        stage, sids = self.inflight.pop(ref)
+        self.ing.pools[stage].done(ref)
+        try:
+            results = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            for sid in sids:
+                seg = self.segs.pop(sid, None)
+                if seg is not None:
+                    seg.source.unfinished -= 1
+                    seg.source.outcome.error = seg.source.outcome.error or f"{seg.source.outcome.ref.uri}: {stage} failed: {exc}"
+            return
+        if stage == "fuse":
+            self._write(sids, results)
+            return
+        for sid, result in zip(sids, results):
+            seg = self.segs.get(sid)
+            if seg is None:
+                continue
+            seg.results[stage] = result
+            if seg.needs <= seg.results.keys():
+                self._ready_to_fuse(sid)
+
+    def _ready_to_fuse(self, sid: int) -> None:
+        seg = self.segs[sid]
+        seg.ref = None  # frames and audio are no longer needed: let the object store free them
+        obs = Observations(segment_id=sid, source_id=seg.source.outcome.ref.source_id, span=seg.span,
+                           visual=seg.results.get("visual"), audio=seg.results.get("audio"),
+                           speech=seg.results.get("speech"))
+        self.fuse_buffer.append((sid, obs))
+
+    def _write(self, sids: list[int], records: list) -> None:
+        self.ing.index.upsert(records)
+        for sid in sids:
+            seg = self.segs.pop(sid, None)
+            if seg is None:
+                continue
+            seg.source.unfinished -= 1
+            seg.source.outcome.segments_indexed += 1
+            self.segments_done += 1
+            self.media_ns_done += seg.span.duration_ns
+        if self.on_progress:
+            self.on_progress(self.segments_done, self.media_ns_done / NS_PER_SECOND)
+
+    def _finish_sources(self) -> None:
+        for src in list(self.active):
+            if src.decoding or src.unfinished:
+                continue
+            self.active.remove(src)
+            self.free_actors.append(src.actor)
+            outcome, report = src.outcome, src.outcome.report
+            if outcome.error is None and report is None:
+                outcome.error = f"{outcome.ref.uri}: decoder ended without a report"
+            if report is not None and outcome.segments_indexed:
+                self.ing.index.add_source(SourceInfo(
+                    source_id=outcome.ref.source_id, uri=outcome.ref.uri, name=outcome.ref.name,
+                    has_video=report.has_video, has_audio=report.has_audio, duration_ns=report.duration_ns,
+                    status="failed" if outcome.error else "done", error=outcome.error))

@@ -1,0 +1,207 @@
+"""The command line: ``vidscope ingest | search | demo``.
+
+Every command takes ``--data DIR`` (default ``./vidscope-data`` or ``$VIDSCOPE_DATA``) and
+``--json`` (machine-readable output on stdout). Errors go to stderr with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+log = logging.getLogger("vidscope")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, default=Path(os.environ.get("VIDSCOPE_DATA", "vidscope-data")),
+                        help="data folder holding the index (default ./vidscope-data or $VIDSCOPE_DATA)")
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
+    return common
+
+
+def _ingest_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video (default 1)")
+    p.add_argument("--window", type=float, default=2.0, help="segment length in seconds (default 2)")
+    p.add_argument("--no-speech", action="store_true", help="skip speech recognition")
+    p.add_argument("--speech-model", choices=("tiny.en", "base"), default="tiny.en")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where encoders run; auto picks CUDA when torch sees a GPU")
+    p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: start a local one)")
+    p.add_argument("--sources-in-flight", type=int, default=2, help="files decoded concurrently (default 2)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="vidscope", description="Search and skim video by what is seen, heard and said.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", parents=[common], help="index files, folders and globs")
+    p.add_argument("paths", nargs="+", help="files, folders (searched recursively) or glob patterns")
+    p.add_argument("--force", action="store_true", help="re-process sources already indexed")
+    _ingest_options(p)
+
+    p = sub.add_parser("search", parents=[common], help="moments that match a text query, best first")
+    p.add_argument("text")
+    p.add_argument("--top-k", type=int, default=5)
+
+    p = sub.add_parser("demo", parents=[common], help="build a demo video offline, ingest it, show what it finds")
+    _ingest_options(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "ingest":
+            return cmd_ingest(args)
+        if args.command == "search":
+            return cmd_search(args)
+        if args.command == "demo":
+            from pipelines.demo import run_demo
+
+            return run_demo(args)
+    except KeyboardInterrupt:
+        print("vidscope: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:
+        print(f"vidscope: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def ingest_config(args: argparse.Namespace):
+    from operators.decode import DecodeConfig
+    from pipelines.batch import IngestConfig
+
+    return IngestConfig(decode=DecodeConfig(frames_per_second=args.fps), window_seconds=args.window,
+                        speech=not args.no_speech, speech_model=args.speech_model, device=args.device,
+                        max_sources_in_flight=args.sources_in_flight)
+
+
+def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = False) -> int:
+    """Expand, ingest with a progress bar, report failures by name. Returns the exit code."""
+    from indexers.index import SegmentIndex
+    from pipelines.batch import Ingestor, build_operators, required_cpus
+    from pipelines.runtime import RuntimeConfig, start_ray
+    from pipelines.sources import expand
+
+    refs, problems = expand(paths)
+    config = ingest_config(args)
+    started = time.perf_counter()
+    if refs:
+        local_cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(build_operators(config), config)))
+        start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_cpus))
+        with SegmentIndex(args.data) as index:
+            ingestor = Ingestor(index, config)
+            startup_s = ingestor.start()
+            log.info("actors ready in %.1f s (%s)", startup_s, ", ".join(f"{k} {v:.1f}s" for k, v in ingestor.setup_seconds.items()))
+            with _progress(refs, quiet=args.json) as progress:
+                result = ingestor.ingest(refs, force=force, on_progress=progress)
+            index.save()
+            ingestor.close()
+    else:
+        result = None
+    wall_s = time.perf_counter() - started
+    failures = problems + ([(o.ref.uri, o.error) for o in result.failed] if result else [])
+    summary = {
+        "sources": len(refs),
+        "indexed": sum(1 for o in result.outcomes if not o.error and not o.skipped) if result else 0,
+        "already_indexed": sum(1 for o in result.outcomes if o.skipped) if result else 0,
+        "segments": result.segments if result else 0,
+        "media_seconds": round(result.media_seconds, 3) if result else 0.0,
+        "wall_seconds": round(wall_s, 3),
+        "failed": [{"path": path, "reason": reason} for path, reason in failures],
+        "damaged_packets": {o.ref.uri: o.report.damaged_packets for o in (result.outcomes if result else [])
+                            if o.report and o.report.damaged_packets},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        speed = summary["media_seconds"] / wall_s if wall_s else 0.0
+        print(f"indexed {summary['indexed']} of {len(refs)} sources ({summary['already_indexed']} already indexed): "
+              f"{summary['segments']} segments, {summary['media_seconds']:.1f} s of media in {wall_s:.1f} s "
+              f"({speed:.1f}x real time, start-up included)")
+        for path, packets in summary["damaged_packets"].items():
+            print(f"warning: {path}: {packets} damaged packets skipped", file=sys.stderr)
+    for path, reason in failures:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+class _progress:
+    """A tqdm bar on a terminal (segments/s and x real time); silent otherwise."""
+
+    def __init__(self, refs, *, quiet: bool) -> None:
+        self.enabled = sys.stderr.isatty() and not quiet
+        self.bar = None
+        self.started = time.perf_counter()
+
+    def __enter__(self):
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit="seg", desc="ingest", dynamic_ncols=True, file=sys.stderr)
+        return self
+
+    def __call__(self, segments: int, media_seconds: float) -> None:
+        if self.bar is None:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        self.bar.update(segments - self.bar.n)
+        self.bar.set_postfix_str(f"{media_seconds / elapsed:.1f}x real time, {media_seconds:.0f} s of media")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    return run_ingest(args.paths, args, force=args.force)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pipelines.query import open_searcher
+
+    if args.top_k < 1:
+        raise ValueError("--top-k must be at least 1")
+    with open_searcher(args.data) as searcher:
+        moments = searcher.search(args.text, top_k=args.top_k)
+        print_moments(moments, as_json=args.json)
+    return 0
+
+
+def print_moments(moments, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([m.to_json() for m in moments], indent=2))
+        return
+    if not moments:
+        print("no matching moments")
+    for rank, m in enumerate(moments, 1):
+        doc = m.to_json()
+        print(f"{rank}. {doc['source']}  {_clock(doc['start'])}-{_clock(doc['end'])}  score {doc['score']:.3f}")
+        if doc.get("description"):
+            print(f"   {doc['description']}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{secs:05.2f}" if hours else f"{minutes}:{secs:05.2f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Operators on Ray: one actor pool per stage, sized from declared resources, bounded in flight.
+
+A stage is a pool of ``OperatorActor``s hosting one operator each (weights loaded once, in the
+actor, by ``setup()``). Sources are ``SourceActor``s whose decode+align loop is a Ray streaming
+generator with backpressure, so a fast decoder never floods the object store. Segments travel
+as object refs: one ``put`` per segment, read zero-copy by every encoder that needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import ray
+
+from operators.align import Aligner
+from operators.base import Operator, Resources
+from operators.decode import DecodeConfig, Decoder, MediaError
+from operators.records import Segment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    ray_address: str | None = None
+    """Join an existing cluster ("auto" or "ray://host:10001"); None starts a local one."""
+    num_cpus: int | None = None
+    """Logical CPUs of a local Ray; default: this machine's cores."""
+    object_store_mb: int = 512
+    """Object store cap of a local Ray. In-flight work is bounded, so this never fills."""
+
+
+def start_ray(config: RuntimeConfig) -> None:
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Workers of a local cluster must not re-read the driver's cwd-relative imports differently.
+    kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING,
+                                  configure_logging=True)
+    if config.ray_address:
+        ray.init(address=config.ray_address, **kwargs)
+    else:
+        ray.init(num_cpus=config.num_cpus or os.cpu_count(), object_store_memory=config.object_store_mb * 2**20,
+                 **kwargs)
+
+
+def cluster_cpus() -> float:
+    return float(ray.cluster_resources().get("CPU", 1.0))
+
+
+@ray.remote
+class OperatorActor:
+    """Hosts one operator: ``setup()`` on creation, then ``process`` for each batch."""
+
+    def __init__(self, operator: Operator) -> None:
+        started = time.perf_counter()
+        self.operator = operator
+        operator.setup()
+        self.setup_seconds = time.perf_counter() - started
+
+    def ready(self) -> float:
+        return self.setup_seconds
+
+    def process(self, *items: Any) -> list[Any]:
+        # Top-level object-ref arguments arrive resolved (numpy arrays zero-copy, read-only).
+        return self.operator.process(list(items))
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@dataclass(slots=True)
+class StagePool:
+    """A pool of actors for one stage. ``submit`` picks the least-loaded actor; at most
+    ``max_in_flight_per_actor`` batches queue on each, which bounds memory and keeps every actor
+    busy while the driver collects results."""
+
+    name: str
+    actors: list[Any]
+    max_in_flight_per_actor: int = 2
+    _load: dict[int, int] = field(default_factory=dict)
+    _owner: dict[Any, int] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, operator: Operator, *, workers: int, max_in_flight_per_actor: int = 2) -> "StagePool":
+        res = operator.resources
+        actors = [
+            OperatorActor.options(num_cpus=res.cpus, num_gpus=res.gpus, memory=res.memory_mb * 2**20,
+                                  name=None, max_concurrency=1).remote(operator)
+            for _ in range(max(1, workers))
+        ]
+        return cls(operator.name, actors, max_in_flight_per_actor, {i: 0 for i in range(len(actors))})
+
+    def wait_ready(self) -> list[float]:
+        return ray.get([a.ready.remote() for a in self.actors])
+
+    def has_free(self) -> bool:
+        return min(self._load.values()) < self.max_in_flight_per_actor
+
+    def submit(self, items: list[Any]) -> ray.ObjectRef:
+        index = min(self._load, key=self._load.__getitem__)
+        ref = self.actors[index].process.remote(*items)
+        self._load[index] += 1
+        self._owner[ref] = index
+        return ref
+
+    def done(self, ref: ray.ObjectRef) -> None:
+        self._load[self._owner.pop(ref)] -= 1
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self._load.values())
+
+    def pids(self) -> list[int]:
+        return ray.get([a.pid.remote() for a in self.actors])
+
+    def kill(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """The last item a source yields: what was read, and why it failed if it did."""
+
+    source_id: str
+    path: str
+    error: str | None
+    duration_ns: int
+    has_video: bool
+    has_audio: bool
+    segments: int
+    damaged_packets: int
+    frames_decoded: int
+    decode_cpu_seconds: float
+
+
+@ray.remote
+class SourceActor:
+    """Decodes and aligns sources one after another; each call streams its segments."""
+
+    @ray.method(num_returns="streaming", _generator_backpressure_num_objects=16)
+    def segments(self, path: str, source_id: str, decode: DecodeConfig, window_ns: int) -> Iterator[Segment | SourceReport]:
+        cpu0 = time.process_time()
+        count = 0
+        try:
+            decoder = Decoder(path, decode)
+        except MediaError as exc:
+            yield SourceReport(source_id, path, str(exc), 0, False, False, 0, 0, 0, 0.0)
+            return
+        error = None
+        aligner = Aligner(source_id, has_video=decoder.has_video, has_audio=decoder.has_audio, window_ns=window_ns)
+        last_end_ns = 0
+        try:
+            with decoder:
+                pending: list = []
+                for item in decoder:
+                    pending.append(item)
+                    if len(pending) < 8:
+                        continue
+                    for segment in aligner.process(pending):
+                        count += 1
+                        last_end_ns = segment.span.end_ns
+                        yield segment
+                    pending = []
+                for segment in aligner.process(pending) + aligner.flush(decoder.video_end_ns):
+                    count += 1
+                    last_end_ns = segment.span.end_ns
+                    yield segment
+        except Exception as exc:  # noqa: BLE001 - one source fails alone, with its reason
+            error = f"{path}: decoding stopped: {type(exc).__name__}: {exc}"
+        stats = decoder.stats
+        if error is None and count == 0:
+            error = f"{path}: no decodable frame or audio sample ({stats.damaged_packets} damaged packets)"
+        yield SourceReport(source_id, path, error, last_end_ns, decoder.has_video, decoder.has_audio, count,
+                           stats.damaged_packets, stats.video_frames_decoded, time.process_time() - cpu0)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def pool_size(resources: Resources, total_cpus: float, all_stage_cpus: float) -> int:
+    """Replicate the whole set of stages as many times as the cluster holds it, at least once."""
+    if resources.cpus <= 0:
+        return 1
+    return max(1, int(total_cpus // max(all_stage_cpus, 1e-9)))

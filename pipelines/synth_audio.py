@@ -1,0 +1,205 @@
+"""The sound of synthetic media: real speech and crowd recordings mixed sample-exactly in numpy.
+
+Everything is mixed on the content clock at the output sample rate before any encoder sees it, so
+the truth is a fact of the mix, not a guess about the encoder: an event placed at sample k starts
+at k / sample_rate. The sources are real recordings from Debian packages (crowd cheering from
+``heroes-sound-effects``, speech from ``espeak-ng``), resampled by the ffmpeg binary; only the
+marker and the tone are computed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+
+SoundKind = Literal["crowd", "tone"]
+
+CROWD_RECORDINGS = (Path("/usr/share/games/heroes/sfx/foule2.wav"), Path("/usr/share/games/heroes/sfx/foule1.wav"))
+"""Real crowd cheering (11 kHz, 8-bit, 5.0 s and 2.4 s) from Debian's ``heroes-sound-effects``."""
+TONE_FREQUENCY_HZ = 1000.0
+MARKER_SECONDS = 0.02
+"""The marker is a 20 ms chirp: broadband, so its cross-correlation peak is one sample wide even
+after AAC, where a click or a pure tone would smear over tens of samples."""
+
+
+@dataclass(frozen=True)
+class Speech:
+    """``text`` spoken by espeak-ng (en-us, 150 words/min) from ``at_seconds``; it lasts as long as
+    espeak takes, which the truth measures (espeak's leading and trailing silence is cut)."""
+
+    text: str
+    at_seconds: float
+
+    def __post_init__(self) -> None:
+        if not self.text.strip():
+            raise ValueError("Speech needs some text to say")
+        if self.at_seconds < 0:
+            raise ValueError(f"Speech {self.text!r} starts at {self.at_seconds} s: times cannot be negative")
+
+
+@dataclass(frozen=True)
+class Sound:
+    """A non-speech event: ``"crowd"`` (real cheering, looped with cross-fades to any length) or
+    ``"tone"`` (a 1 kHz sine, a stand-in for a beep or an alarm)."""
+
+    kind: SoundKind
+    at_seconds: float
+    duration_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in get_args(SoundKind):
+            raise ValueError(f"unknown sound kind {self.kind!r}; choose one of {get_args(SoundKind)}")
+        if self.at_seconds < 0 or not self.duration_seconds > 0:
+            raise ValueError(f"Sound {self.kind!r} needs at_seconds >= 0 and a positive duration, got {self}")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A 20 ms chirp whose first sample lands exactly at ``at_seconds`` (rounded to a sample):
+    find it with :func:`marker_waveform` by cross-correlation to check sample-exact alignment."""
+
+    at_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.at_seconds < 0:
+            raise ValueError(f"Marker at {self.at_seconds} s: times cannot be negative")
+
+
+AudioEvent = Speech | Sound | Marker
+
+
+@dataclass(frozen=True)
+class SpokenPhrase:
+    text: str
+    start_seconds: float
+    end_seconds: float
+
+
+@dataclass(frozen=True)
+class SoundEvent:
+    kind: SoundKind
+    start_seconds: float
+    end_seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class Mix:
+    samples: np.ndarray  # float32 mono on the content clock, sample 0 at content time 0
+    speech: tuple[SpokenPhrase, ...]
+    sounds: tuple[SoundEvent, ...]
+    marker_times_seconds: tuple[float, ...]
+
+
+def marker_waveform(sample_rate: int) -> np.ndarray:
+    """The marker as mixed: a 1-6 kHz linear chirp, amplitude 0.8, 1 ms raised-cosine edges."""
+    t = np.arange(round(MARKER_SECONDS * sample_rate)) / sample_rate
+    f0, f1 = 1000.0, 6000.0
+    chirp = np.sin(2 * np.pi * (f0 * t + (f1 - f0) / (2 * MARKER_SECONDS) * t * t))
+    return (0.8 * chirp * _edges(len(t), round(0.001 * sample_rate))).astype(np.float32)
+
+
+def mix(events: tuple[AudioEvent, ...], *, duration_seconds: float, audio_start_seconds: float, sample_rate: int, ffmpeg: str) -> Mix:
+    """Mix ``events`` into ``duration_seconds`` of mono audio; raise ``ValueError`` for an event
+    the audio track cannot hold (before ``audio_start_seconds`` or past the end)."""
+    samples = np.zeros(round(duration_seconds * sample_rate), np.float32)
+    first_sample = round(audio_start_seconds * sample_rate)
+    speech, sounds, markers = [], [], []
+    spoken: dict[str, np.ndarray] = {}
+    for event in sorted(events, key=lambda e: e.at_seconds):
+        if isinstance(event, Speech):
+            if event.text not in spoken:
+                spoken[event.text] = _speak(event.text, sample_rate, ffmpeg)
+            clip = spoken[event.text]
+        elif isinstance(event, Marker):
+            clip = marker_waveform(sample_rate)
+        elif event.kind == "crowd":
+            clip = _crowd(round(event.duration_seconds * sample_rate), sample_rate, ffmpeg)
+        else:
+            n = round(event.duration_seconds * sample_rate)
+            tone = 0.3 * np.sin(2 * np.pi * TONE_FREQUENCY_HZ * np.arange(n) / sample_rate)
+            clip = (tone * _edges(n, round(0.005 * sample_rate))).astype(np.float32)
+        start = round(event.at_seconds * sample_rate)
+        if start < first_sample:
+            raise ValueError(f"{event} starts before the audio track does, at {audio_start_seconds} s")
+        if start + len(clip) > len(samples):
+            raise ValueError(
+                f"{event} lasts {len(clip) / sample_rate:.3f} s and runs past the end of the media at {duration_seconds:.3f} s"
+            )
+        samples[start : start + len(clip)] += clip
+        span = (start / sample_rate, (start + len(clip)) / sample_rate)
+        if isinstance(event, Speech):
+            speech.append(SpokenPhrase(event.text, *span))
+        elif isinstance(event, Marker):
+            markers.append(span[0])
+        else:
+            sounds.append(SoundEvent(event.kind, *span))
+    np.clip(samples, -1.0, 1.0, out=samples)
+    return Mix(samples, tuple(speech), tuple(sounds), tuple(markers))
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """16-bit stereo with both channels equal: real files are stereo, and a decoder that assumes
+    mono breaks on them; the two channels are identical so the truth holds for either or a downmix."""
+    pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(np.repeat(pcm, 2).tobytes())
+
+
+def _speak(text: str, sample_rate: int, ffmpeg: str) -> np.ndarray:
+    """espeak-ng's voice at ``sample_rate``, peak 0.8, its leading and trailing silence removed so
+    the phrase spans exactly what the truth says."""
+    try:
+        wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], capture_output=True, check=True).stdout
+    except FileNotFoundError:
+        raise FileNotFoundError("espeak-ng is missing: apt-get install espeak-ng") from None
+    voice = _decode(ffmpeg, "pipe:0", sample_rate, stdin=wav)
+    loud = np.flatnonzero(np.abs(voice) > 1e-3)
+    if len(loud) == 0:
+        raise ValueError(f"espeak-ng said nothing for {text!r}")
+    voice = voice[loud[0] : loud[-1] + 1]
+    return 0.8 * voice / np.abs(voice).max()
+
+
+def _crowd(n_samples: int, sample_rate: int, ffmpeg: str) -> np.ndarray:
+    """The crowd recordings end to end, 0.25 s cross-fades between them, peak 0.6, faded in and out."""
+    missing = [p for p in CROWD_RECORDINGS if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]} is missing: apt-get install heroes-sound-effects")
+    recordings = [_decode(ffmpeg, str(p), sample_rate) for p in CROWD_RECORDINGS]
+    fade = round(0.25 * sample_rate)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    out, joined = recordings[0], 1
+    while len(out) < n_samples:
+        nxt = recordings[joined % len(recordings)]
+        joined += 1
+        joint = out[-fade:] * ramp[::-1] + nxt[:fade] * ramp
+        out = np.concatenate([out[:-fade], joint, nxt[fade:]])
+    out = out[:n_samples] * _edges(n_samples, min(round(0.2 * sample_rate), n_samples // 2))
+    return (0.6 * out / max(np.abs(out).max(), 1e-6)).astype(np.float32)
+
+
+def _edges(n: int, ramp: int) -> np.ndarray:
+    """Gain 1 with raised-cosine ramps of ``ramp`` samples at both ends (no clicks at the cuts)."""
+    gain = np.ones(n, np.float32)
+    if ramp > 0:
+        rise = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
+        gain[:ramp] = rise
+        gain[n - ramp :] = rise[::-1]
+    return gain
+
+
+def _decode(ffmpeg: str, source: str, sample_rate: int, stdin: bytes | None = None) -> np.ndarray:
+    """Any audio ffmpeg reads, as float32 mono at ``sample_rate``."""
+    command = [ffmpeg, "-loglevel", "error", "-i", source, "-f", "f32le", "-ac", "1", "-ar", str(sample_rate), "pipe:1"]
+    done = subprocess.run(command, input=stdin or b"", capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg could not read {source}: {done.stderr.decode(errors='replace')[-500:]}")
+    return np.frombuffer(done.stdout, "<f4").copy()

@@ -1,0 +1,125 @@
+"""Decode + align against generated media whose truth is known: sample-exact audio on one clock
+with the video, frames picked by timestamp, damaged input skipped and counted."""
+
+import numpy as np
+import pytest
+
+from media import find_markers
+from operators.align import Aligner
+from operators.decode import DecodeConfig, Decoder, MediaError, probe
+from operators.records import NS_PER_SECOND, samples_between
+
+RATE = 16_000
+
+
+def decode_segments(path, config=DecodeConfig(), window_ns=2 * NS_PER_SECOND):
+    with Decoder(path, config) as decoder:
+        aligner = Aligner("t", has_video=decoder.has_video, has_audio=decoder.has_audio, window_ns=window_ns)
+        segments = []
+        for item in decoder:
+            segments += aligner.process([item])
+        segments += aligner.flush(decoder.video_end_ns)
+        return segments, decoder.stats
+
+
+def content_to_clock_ns(truth, content_seconds: float) -> int:
+    """Where an event at content time t sits on vidscope's clock (0 = the container's start)."""
+    return round((truth.start_seconds + content_seconds - truth.container_start_seconds) * NS_PER_SECOND)
+
+
+def check_contiguous(segments):
+    assert segments[0].span.start_ns == 0
+    for a, b in zip(segments, segments[1:]):
+        assert a.span.end_ns == b.span.start_ns
+    for s in segments:
+        if s.audio is not None:
+            assert len(s.audio) == samples_between(s.span.start_ns, s.span.end_ns)
+
+
+@pytest.mark.parametrize("case", ["mp4", "mp4_late_audio", "mpegts", "mkv", "vfr", "audio_only_m4a", "audio_only_wav"])
+def test_marker_lands_on_the_sample_the_truth_says(synth_case, case):
+    path, truth = synth_case(case)
+    segments, stats = decode_segments(path)
+    check_contiguous(segments)
+    audio = np.concatenate([s.audio for s in segments])
+    (marker_s,) = truth.marker_times_seconds
+    expected = content_to_clock_ns(truth, marker_s) * RATE / NS_PER_SECOND
+    (found,) = find_markers(audio, RATE, 1)
+    tolerance = max(2.0, truth.timestamp_tolerance_seconds * RATE + 1)
+    assert abs(found - expected) <= tolerance, f"{case}: marker at sample {found}, truth {expected:.1f}"
+    assert stats.damaged_packets == 0
+
+
+@pytest.mark.parametrize("case", ["mp4", "mp4_late_audio", "mpegts", "vfr", "video_only"])
+def test_frames_are_the_first_shown_at_or_after_each_second(synth_case, case):
+    path, truth = synth_case(case)
+    segments, _ = decode_segments(path)
+    check_contiguous(segments)
+    times = truth.frame_times_seconds or tuple(k / truth.frames_per_second for k in range(truth.frame_count))
+    clock = np.array([content_to_clock_ns(truth, t) for t in times])
+    picked = np.concatenate([s.frame_pts_ns for s in segments])
+    expected = []
+    for target in range(0, int(clock[-1]) + 1, NS_PER_SECOND):
+        later = clock[clock >= target]
+        if len(later) and (not expected or later[0] > expected[-1]):
+            expected.append(int(later[0]))
+    np.testing.assert_allclose(picked, expected, atol=NS_PER_SECOND // 1000)
+    for s in segments[:-1]:
+        assert s.frames.shape[1:] == (224, 298, 3)  # 320x240 scaled on the decoder side, aspect kept
+    if case == "video_only":
+        assert all(s.audio is None for s in segments)
+
+
+def test_picture_changes_at_the_cut(synth_case):
+    # Cuts at 2.0 and 4.0 s: frames within a shot look alike, frames across a cut do not.
+    path, _ = synth_case("mp4")
+    segments, _ = decode_segments(path, DecodeConfig(frames_per_second=2.0))
+    frames = np.concatenate([s.frames for s in segments]).astype(np.float32)
+    diff = [np.abs(a - b).mean() for a, b in zip(frames, frames[1:])]
+    # Frames at 0, .5, ... 5.5 s: the cut between frame 3 (1.5 s) and 4 (2.0 s), and 7 and 8.
+    cuts = sorted(np.argsort(diff)[-2:])
+    assert cuts == [3, 7]
+
+
+def test_skipping_unsampled_frames_changes_no_picture(synth_case):
+    path, _ = synth_case("fixed_gop")
+    fast, fast_stats = decode_segments(path, DecodeConfig(skip_unsampled=True))
+    full, full_stats = decode_segments(path, DecodeConfig(skip_unsampled=False))
+    assert fast_stats.video_frames_decoded < full_stats.video_frames_decoded
+    for a, b in zip(fast, full):
+        np.testing.assert_array_equal(a.frame_pts_ns, b.frame_pts_ns)
+        np.testing.assert_array_equal(a.frames, b.frames)
+
+
+def test_last_partial_window(synth_case):
+    path, truth = synth_case("mp4")
+    segments, _ = decode_segments(path, window_ns=4 * NS_PER_SECOND)
+    assert [s.span.start_ns for s in segments] == [0, 4 * NS_PER_SECOND]
+    assert segments[-1].span.end_ns >= round(truth.duration_seconds * NS_PER_SECOND)
+    assert segments[-1].span.duration_ns < 4 * NS_PER_SECOND
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage_middle"])
+def test_damaged_file_is_decoded_around_the_damage(damaged_media, synth_case, kind):
+    path = damaged_media(kind)
+    segments, stats = decode_segments(path)
+    assert segments, "the intact part must still be decoded"
+    check_contiguous(segments)
+    assert sum(len(s.frames) for s in segments) >= 2
+    if kind == "garbage_middle":
+        assert stats.damaged_packets > 0
+
+
+@pytest.mark.parametrize("kind, message", [("garbage", "not readable"), ("empty", "empty"), ("missing", "no such file")])
+def test_unreadable_input_says_why(damaged_media, kind, message):
+    path = damaged_media(kind)
+    with pytest.raises(MediaError, match=message):
+        Decoder(path)
+
+
+def test_probe_reads_the_header(synth_case):
+    path, truth = synth_case("mpegts")
+    info = probe(path)
+    assert info.has_video and info.has_audio
+    assert info.width == 320 and info.height == 240
+    assert abs(info.start_ns / NS_PER_SECOND - truth.container_start_seconds) < 1e-3

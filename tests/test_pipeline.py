@@ -1,0 +1,109 @@
+"""End to end on real Ray, real models, real FAISS: ingest generated media whose content is known,
+then ask for it by text. One ingest per module (Ray and the models start once)."""
+
+import json
+import sqlite3
+
+import pytest
+
+from media import damage
+from pipelines.cli import main
+from pipelines.synth import Scene, Sound, Speech, build_video
+
+pytestmark = pytest.mark.slow
+
+# 24 s: four shots, a phrase unrelated to the pictures, cheering over the motorcycle.
+SCENES = (Scene("cat", 6.0), Scene("coffee", 6.0), Scene("rocket", 6.0), Scene("motorcycle", 6.0))
+SOUNDS = (Speech("please remember to buy fresh bread", 2.5), Sound("crowd", 19.0, 4.0))
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    media = tmp_path_factory.mktemp("library")
+    truth = build_video(media / "story.mp4", SCENES, SOUNDS, width=320, height=240)
+    _, other = (media / "tone.mp4"), build_video(media / "quiet.mp4", (Scene("palace", 4.0),), (), width=320, height=240)
+    broken = tmp_path_factory.mktemp("broken")
+    source = media / "story.mp4"
+    bad = [damage("garbage", source, broken), damage("empty", source, broken)]
+    truncated = damage("truncated", source, broken)  # index at the end: does not open at all
+    return dict(media=media, truth=truth, bad=bad + [truncated], missing=str(broken / "nothing-here.mp4"))
+
+
+@pytest.fixture(scope="module")
+def ingested(library, tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    code = main(["ingest", str(library["media"]), *map(str, library["bad"]), library["missing"],
+                 "--data", str(data), "--json"])
+    yield data, code
+    import ray
+
+    ray.shutdown()
+
+
+def search(data, text, capsys, top_k=3):
+    capsys.readouterr()
+    assert main(["search", text, "--data", str(data), "--json", "--top-k", str(top_k)]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def segment_count(data) -> int:
+    with sqlite3.connect(data / "vidscope.sqlite3") as db:
+        return db.execute("select count(*) from segments").fetchone()[0]
+
+
+def test_bad_inputs_fail_alone_with_reasons(ingested, library, capsys):
+    data, code = ingested
+    assert code == 1  # some inputs failed
+    assert segment_count(data) == 12 + 2  # story.mp4 (24 s) and quiet.mp4 (4 s) in 2-s windows
+
+
+def test_failures_are_reported_by_name(library, tmp_path, capsys):
+    # Only bad inputs: nothing is indexed, each is named with its reason, exit code non-zero.
+    code = main(["ingest", *map(str, library["bad"]), library["missing"], "--data", str(tmp_path), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    reasons = {item["path"].rsplit("/", 1)[-1]: item["reason"] for item in report["failed"]}
+    assert code == 1
+    assert "not readable" in reasons["story_garbage.mp4"]
+    assert "empty" in reasons["story_empty.mp4"]
+    assert "not readable" in reasons["story_truncated.mp4"]
+    assert "no such file" in reasons["nothing-here.mp4"]
+
+
+def test_reingest_adds_nothing(ingested, library, capsys):
+    data, _ = ingested
+    before = segment_count(data)
+    hits_before = search(data, "a cat", capsys)
+    capsys.readouterr()
+    assert main(["ingest", str(library["media"]), "--data", str(data), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["already_indexed"] == 2 and report["segments"] == 0
+    assert main(["ingest", str(library["media"]), "--data", str(data), "--json", "--force"]) == 0
+    assert json.loads(capsys.readouterr().out)["segments"] == 14  # processed again, written in place
+    assert segment_count(data) == before
+    assert search(data, "a cat", capsys) == hits_before
+
+
+@pytest.mark.parametrize("query, shot", [("a cat", 0), ("a cup of coffee", 1), ("a rocket", 2), ("a motorcycle", 3)])
+def test_a_photo_subject_returns_its_time_range_first(ingested, library, capsys, query, shot):
+    data, _ = ingested
+    best = search(data, query, capsys)[0]
+    truth = library["truth"].shots[shot]
+    assert best["source"] == "story.mp4"
+    assert truth.start_seconds - 0.01 <= best["start"] and best["end"] <= truth.end_seconds + 0.01, best
+
+
+def test_a_spoken_phrase_returns_where_it_is_said(ingested, library, capsys):
+    data, _ = ingested
+    (phrase,) = library["truth"].speech
+    best = search(data, "buy fresh bread", capsys)[0]
+    assert best["start"] < phrase.end_seconds and phrase.start_seconds < best["end"], best
+    # Whisper tiny.en gets most words of espeak speech right, not every one ("bread" -> "red").
+    heard = set(best["transcript"].lower().replace(".", " ").replace(",", " ").split())
+    assert heard & {"remember", "buy", "fresh", "bread"}, best
+
+
+def test_a_sound_returns_where_it_is_heard(ingested, library, capsys):
+    data, _ = ingested
+    (crowd,) = library["truth"].sounds
+    best = search(data, "crowd cheering", capsys)[0]
+    assert best["start"] < crowd.end_seconds and crowd.start_seconds < best["end"], best
