@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -110,24 +111,29 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         self.period_s = period_s
         self.peak_rss = self.peak_pss = 0
-        self._stop = threading.Event()
+        self.at_peak: list[tuple[str, int, int]] = []
+        self._halt = threading.Event()
 
     def run(self) -> None:
         me = psutil.Process()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             rss = pss = 0
+            rows = []
             for p in [me, *me.children(recursive=True)]:
                 try:
                     info = p.memory_full_info()
+                    rows.append((" ".join(p.cmdline()[:1])[-40:] or p.name(), info.rss, getattr(info, "pss", info.rss)))
                     rss += info.rss
-                    pss += getattr(info, "pss", info.rss)
+                    pss += rows[-1][2]
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
+            if rss > self.peak_rss:
+                self.at_peak = rows
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
-            self._stop.wait(self.period_s)
+            self._halt.wait(self.period_s)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 
@@ -147,7 +153,7 @@ def full_ingest(path: Path, config) -> dict[str, float]:
     ray_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as data:
         with SegmentIndex(data) as index:
-            ingestor = Ingestor(index, config)
+            ingestor = Ingestor(index, config, expected_sources=1)
             actors_s = ingestor.start()
             refs, _ = expand([str(path)])
             t1 = time.perf_counter()
@@ -159,6 +165,9 @@ def full_ingest(path: Path, config) -> dict[str, float]:
     ray.shutdown()
     if result.failed:
         raise SystemExit(f"ingest failed: {[o.error for o in result.failed]}")
+    if os.environ.get("BENCH_VERBOSE"):
+        for name, rss, pss in sorted(sampler.at_peak, key=lambda r: -r[1]):
+            print(f"  {name:40s} RSS {rss / 2**20:7.0f} MiB  PSS {pss / 2**20:7.0f} MiB")
     return dict(startup_s=ray_s + actors_s, ray_s=ray_s, actors_s=actors_s, steady_s=steady_s,
                 media_s=result.media_seconds, segments=result.segments,
                 peak_rss_gb=sampler.peak_rss / 1e9, peak_pss_gb=sampler.peak_pss / 1e9)
@@ -178,7 +187,12 @@ def main() -> None:
     cores = os.cpu_count() or 1
 
     floor_cpu, floor_wall = ffmpeg_floor(path)
-    costs = {} if args.no_stages else stage_costs(path, config)
+    # In a child process, so that the models it loads do not count in the ingest's peak memory.
+    if args.no_stages:
+        costs = {}
+    else:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            costs = pool.apply(stage_costs, (path, config))
     run = full_ingest(path, config)
     media_s = run["media_s"]
 

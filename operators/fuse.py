@@ -112,6 +112,7 @@ class Fuse(Operator[Observations, FusedRecord]):
         seen = _confident(observations.visual.labels, self.min_label_score, self.max_terms) if observations.visual else []
         heard = self._heard(observations.audio) if observations.audio else []
         said = observations.speech.text if observations.speech else ""
+        context = (observations.speech.utterance or said) if observations.speech else ""
         parts, texts = [], {}
         if seen:
             parts.append(f"Seen: {', '.join(seen)}.")
@@ -121,7 +122,7 @@ class Fuse(Operator[Observations, FusedRecord]):
             texts["audio"] = ", ".join(heard)
         if said:
             parts.append(f'Said: "{said}".')
-            texts["speech"] = f'someone says "{said}"'
+            texts["speech"] = f'someone says "{context}"'
         description = " ".join(parts)
         if description:
             texts["all"] = description

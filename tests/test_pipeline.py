@@ -21,7 +21,7 @@ SOUNDS = (Speech("please remember to buy fresh bread", 2.5), Sound("crowd", 19.0
 def library(tmp_path_factory):
     media = tmp_path_factory.mktemp("library")
     truth = build_video(media / "story.mp4", SCENES, SOUNDS, width=320, height=240)
-    _, other = (media / "tone.mp4"), build_video(media / "quiet.mp4", (Scene("palace", 4.0),), (), width=320, height=240)
+    build_video(media / "quiet.mp4", (Scene("palace", 4.0),), (), width=320, height=240)
     broken = tmp_path_factory.mktemp("broken")
     source = media / "story.mp4"
     bad = [damage("garbage", source, broken), damage("empty", source, broken)]
