@@ -112,6 +112,7 @@ class MemorySampler(threading.Thread):
         self.period_s = period_s
         self.peak_rss = self.peak_pss = 0
         self.at_peak: list[tuple[str, int, int]] = []
+        self.series: list[int] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -127,6 +128,7 @@ class MemorySampler(threading.Thread):
                     pss += rows[-1][2]
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     pass
+            self.series.append(rss)
             if rss > self.peak_rss:
                 self.at_peak = rows
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
@@ -166,6 +168,8 @@ def full_ingest(path: Path, config) -> dict[str, float]:
     if result.failed:
         raise SystemExit(f"ingest failed: {[o.error for o in result.failed]}")
     if os.environ.get("BENCH_VERBOSE"):
+        quarters = [sampler.series[min(len(sampler.series) - 1, len(sampler.series) * q // 4)] / 2**30 for q in (1, 2, 3, 4)]
+        print("  RSS at 1/4, 1/2, 3/4, end of the run (GiB):", " ".join(f"{x:.2f}" for x in quarters))
         for name, rss, pss in sorted(sampler.at_peak, key=lambda r: -r[1]):
             print(f"  {name:40s} RSS {rss / 2**20:7.0f} MiB  PSS {pss / 2**20:7.0f} MiB")
     return dict(startup_s=ray_s + actors_s, ray_s=ray_s, actors_s=actors_s, steady_s=steady_s,

@@ -88,6 +88,7 @@ def build_operators(config: IngestConfig) -> dict[str, Operator]:
 
 
 SOURCE_ACTOR_CPUS = 0.5
+STARTUP_TIMEOUT_S = 300
 GPU_STAGES = ("visual", "speech", "fuse")
 GPU_SHARE = 0.25
 """Each GPU stage reserves a quarter of a device: all three fit on one GPU, four replicas on two."""
@@ -163,6 +164,15 @@ class Ingestor:
         total = cluster_cpus()
         self._place_on_gpus(float(ray.cluster_resources().get("GPU", 0.0)))
         all_cpus = required_cpus(self.operators, self.config)
+        source_cpus = SOURCE_ACTOR_CPUS
+        if all_cpus > total:  # a small cluster: shrink every reservation alike rather than wait forever
+            factor = total / all_cpus
+            log.warning("the Ray cluster has %.1f CPUs and one replica of the stages asks for %.2f: "
+                        "reserving %.0f%% of each stage's declared CPUs", total, all_cpus, factor * 100)
+            for op in self.operators.values():
+                op.resources = replace(op.resources, cpus=op.resources.cpus * factor)
+            source_cpus *= factor
+            all_cpus = total
         for group in self._groups():
             ops = {name: self.operators[name] for name in group}
             override = [self.config.stages[n].workers for n in group if n in self.config.stages and self.config.stages[n].workers]
@@ -172,10 +182,14 @@ class Ingestor:
             for name in group:
                 self.pools[name] = pool
         sources = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
-        self.source_actors = [SourceActor.options(num_cpus=SOURCE_ACTOR_CPUS).remote() for _ in range(sources)]
-        for pool in self._unique_pools():
-            self.setup_seconds.update(pool.wait_ready())
-        ray.get([a.pid.remote() for a in self.source_actors])
+        self.source_actors = [SourceActor.options(num_cpus=source_cpus).remote() for _ in range(sources)]
+        try:
+            for pool in self._unique_pools():
+                self.setup_seconds.update(pool.wait_ready(timeout_s=STARTUP_TIMEOUT_S))
+            ray.get([a.pid.remote() for a in self.source_actors], timeout=STARTUP_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(f"workers were not ready after {STARTUP_TIMEOUT_S} s: the Ray cluster may lack the "
+                               f"CPUs, GPUs or memory they reserve ({ray.available_resources()} available)") from None
         return time.perf_counter() - started
 
     def _place_on_gpus(self, cluster_gpus: float) -> None:
@@ -207,10 +221,6 @@ class Ingestor:
             pool.kill()
         for actor in self.source_actors:
             ray.kill(actor)
-
-    def pids(self) -> list[int]:
-        pids = [pid for pool in self._unique_pools() for pid in pool.pids()]
-        return pids + ray.get([a.pid.remote() for a in self.source_actors])
 
     def ingest(self, refs: list[SourceRef], *, force: bool = False, on_progress: Progress | None = None) -> IngestResult:
         if not self.pools:

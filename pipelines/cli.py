@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vidscope: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
+        if args.verbose:
+            raise
         print(f"vidscope: {exc}", file=sys.stderr)
         return 2
     return 2

@@ -30,8 +30,10 @@ class RuntimeConfig:
     """Join an existing cluster ("auto" or "ray://host:10001"); None starts a local one."""
     num_cpus: int | None = None
     """Logical CPUs of a local Ray; default: this machine's cores."""
-    object_store_mb: int = 512
-    """Object store cap of a local Ray. In-flight work is bounded, so this never fills."""
+    object_store_mb: int = 256
+    """Object store cap of a local Ray. In-flight work is bounded (64 segments at 1080p, 1 frame/s,
+    are ~45 MB), so this never fills; a larger store only lets every process that reads from it
+    map more shared pages, which shows as resident memory growing with the length of the input."""
 
 
 def start_ray(config: RuntimeConfig) -> None:
@@ -74,9 +76,6 @@ class OperatorActor:
         # Top-level object-ref arguments arrive resolved (numpy arrays zero-copy, read-only).
         return self.operators[stage].process(list(items))
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 @dataclass(slots=True)
 class StagePool:
@@ -100,10 +99,10 @@ class StagePool:
                   for _ in range(max(1, workers))]
         return cls(tuple(operators), actors, max_in_flight_per_actor, {i: 0 for i in range(len(actors))})
 
-    def wait_ready(self) -> dict[str, float]:
+    def wait_ready(self, *, timeout_s: float | None = None) -> dict[str, float]:
         """Seconds each stage's set-up took, the slowest worker's."""
         out: dict[str, float] = {}
-        for seconds in ray.get([a.ready.remote() for a in self.actors]):
+        for seconds in ray.get([a.ready.remote() for a in self.actors], timeout=timeout_s):
             for stage, s in seconds.items():
                 out[stage] = max(out.get(stage, 0.0), s)
         return out
@@ -120,9 +119,6 @@ class StagePool:
 
     def done(self, ref: ray.ObjectRef) -> None:
         self._load[self._owner.pop(ref)] -= 1
-
-    def pids(self) -> list[int]:
-        return ray.get([a.pid.remote() for a in self.actors])
 
     def kill(self) -> None:
         for actor in self.actors:
