@@ -87,22 +87,33 @@ class SpeechRecognizer(Operator[Segment, SpeechResult]):
         if self._whisper is None:
             raise RuntimeError(f"{self.name}: call setup() before process()")
         words_of: dict[int, list[Word]] = {position: [] for position in range(len(batch))}
-        utterances_of: dict[int, dict[int, str]] = {position: {} for position in range(len(batch))}
+        utterances_of: dict[int, list[int]] = {position: [] for position in range(len(batch))}
+        utterances: list[list[Word]] = []
         for run in _contiguous_runs(batch):
             first, last = batch[run[0]], batch[run[-1]]
             audio = np.concatenate([batch[p].audio for p in run])
             # The run's sample 0 lies on the 16 kHz grid, up to one sample after the span start.
             origin_ns = sample_index(first.span.start_ns) * NS_PER_SECOND // AUDIO_SAMPLE_RATE
-            for utterance, text, word in self._transcribe(audio):
+            previous: Word | None = None
+            for word in self._transcribe(audio):
+                text = word.word.strip()
+                if not text:
+                    continue
                 start_ns = origin_ns + round(word.start * NS_PER_SECOND)
                 end_ns = max(start_ns, origin_ns + round(word.end * NS_PER_SECOND))
+                current = Word(text, start_ns, end_ns, float(word.probability))
+                if previous is None or _ends_utterance(previous, current):
+                    utterances.append([])
+                utterances[-1].append(current)
+                previous = current
                 # Whisper may place a word a few ms past the audio's end: clamp into the run.
                 middle_ns = min(max((start_ns + end_ns) // 2, first.span.start_ns), last.span.end_ns - 1)
                 owner = next(p for p in run if batch[p].span.contains(middle_ns))
-                if word.word.strip():
-                    words_of[owner].append(Word(word.word.strip(), start_ns, end_ns, float(word.probability)))
-                    utterances_of[owner][utterance] = text
-        return [SpeechResult(segment.id, tuple(words_of[p]), " ".join(utterances_of[p].values()))
+                words_of[owner].append(current)
+                if not utterances_of[owner] or utterances_of[owner][-1] != len(utterances) - 1:
+                    utterances_of[owner].append(len(utterances) - 1)
+        texts = [" ".join(w.text for w in words) for words in utterances]
+        return [SpeechResult(segment.id, tuple(words_of[p]), " ".join(texts[u] for u in utterances_of[p]))
                 for p, segment in enumerate(batch)]
 
     def _transcribe(self, audio: np.ndarray):
@@ -114,10 +125,17 @@ class SpeechRecognizer(Operator[Segment, SpeechResult]):
             vad_filter=True,
             condition_on_previous_text=False,
         )
-        for index, segment in enumerate(segments):  # a generator: decoding happens while iterating
-            text = segment.text.strip()
-            for word in segment.words or ():
-                yield index, text, word
+        for segment in segments:  # a generator: decoding happens while iterating
+            yield from segment.words or ()
+
+
+UTTERANCE_PAUSE_NS = 500_000_000
+"""A pause this long, or a sentence's final punctuation, ends an utterance. Whisper's own segments
+can run 30 s over several sentences: too long to stand for one thing someone said."""
+
+
+def _ends_utterance(previous: Word, current: Word) -> bool:
+    return current.start_ns - previous.end_ns >= UTTERANCE_PAUSE_NS or previous.text.endswith((".", "?", "!"))
 
 
 def _contiguous_runs(batch: Sequence[Segment]) -> list[list[int]]:
