@@ -145,10 +145,12 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
 
 
 class _progress:
-    """A tqdm bar on a terminal (segments/s and x real time); silent otherwise."""
+    """A tqdm bar on a terminal, in seconds of media against the probed total, with segments/s
+    and x real time; silent otherwise (pipes, --json)."""
 
     def __init__(self, refs, *, quiet: bool) -> None:
         self.enabled = sys.stderr.isatty() and not quiet
+        self.refs = refs
         self.bar = None
         self.started = time.perf_counter()
 
@@ -156,19 +158,36 @@ class _progress:
         if self.enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(unit="seg", desc="ingest", dynamic_ncols=True, file=sys.stderr)
+            self.bar = tqdm(total=round(_probed_seconds(self.refs)) or None, unit="s", desc="ingest",
+                            dynamic_ncols=True, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                            "{n:.0f}/{total_fmt} s of media [{elapsed}<{remaining}{postfix}]")
         return self
 
     def __call__(self, segments: int, media_seconds: float) -> None:
         if self.bar is None:
             return
         elapsed = max(time.perf_counter() - self.started, 1e-6)
-        self.bar.update(segments - self.bar.n)
-        self.bar.set_postfix_str(f"{media_seconds / elapsed:.1f}x real time, {media_seconds:.0f} s of media")
+        self.bar.update(media_seconds - self.bar.n)
+        self.bar.set_postfix_str(f"{segments / elapsed:.1f} seg/s, {media_seconds / elapsed:.1f}x real time")
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _probed_seconds(refs) -> float:
+    """Sum of the sources' durations from their headers (unreadable ones count 0)."""
+    from operators.decode import MediaError, probe
+
+    total = 0.0
+    for ref in refs:
+        if "://" in ref.uri:  # a URL may be slow to open, or endless
+            continue
+        try:
+            total += (probe(ref.uri).duration_ns or 0) / 1e9
+        except MediaError:
+            pass
+    return total
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
