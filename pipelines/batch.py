@@ -10,6 +10,7 @@ records. A source that fails (unreadable, crashed encoder) fails alone; the othe
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -91,7 +92,7 @@ SOURCE_ACTOR_CPUS = 0.5
 STARTUP_TIMEOUT_S = 300
 GPU_STAGES = ("visual", "speech", "fuse")
 GPU_SHARE = 0.25
-"""Each GPU stage reserves a quarter of a device: all three fit on one GPU, four replicas on two."""
+"""Each GPU stage reserves a quarter of a device: one replica of the three fits on one GPU."""
 
 
 def required_cpus(operators: Mapping[str, Operator], config: IngestConfig) -> float:
@@ -162,7 +163,8 @@ class Ingestor:
         """Create every actor and wait until its model is loaded. Returns the seconds it took."""
         started = time.perf_counter()
         total = cluster_cpus()
-        self._place_on_gpus(float(ray.cluster_resources().get("GPU", 0.0)))
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        self._place_on_gpus(cluster_gpus)
         all_cpus = required_cpus(self.operators, self.config)
         source_cpus = SOURCE_ACTOR_CPUS
         if all_cpus > total:  # a small cluster: shrink every reservation alike rather than wait forever
@@ -178,10 +180,14 @@ class Ingestor:
             override = [self.config.stages[n].workers for n in group if n in self.config.stages and self.config.stages[n].workers]
             resources = Resources(cpus=sum(op.resources.cpus for op in ops.values()))
             workers = max(override) if override else pool_size(resources, total, all_cpus)
+            if any(op.resources.gpus for op in ops.values()) and not override:
+                # One replica of the GPU stages per whole set of shares that the GPUs hold.
+                workers = min(workers, max(1, int(cluster_gpus // max(self._gpu_share_total(), 1e-9))))
             pool = StagePool.create(ops, workers=workers)
             for name in group:
                 self.pools[name] = pool
         sources = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
+        self._source_cpus = source_cpus
         self.source_actors = [SourceActor.options(num_cpus=source_cpus).remote() for _ in range(sources)]
         try:
             for pool in self._unique_pools():
@@ -190,6 +196,8 @@ class Ingestor:
         except ray.exceptions.GetTimeoutError:
             raise RuntimeError(f"workers were not ready after {STARTUP_TIMEOUT_S} s: the Ray cluster may lack the "
                                f"CPUs, GPUs or memory they reserve ({ray.available_resources()} available)") from None
+        except ray.exceptions.RayError as exc:  # a model that failed to load says why
+            raise RuntimeError(f"a worker failed to start: {exc}") from exc
         return time.perf_counter() - started
 
     def _place_on_gpus(self, cluster_gpus: float) -> None:
@@ -206,6 +214,15 @@ class Ingestor:
             override = self.config.stages.get(name)
             if op is not None and not (override and override.gpus is not None):
                 op.resources = replace(op.resources, gpus=GPU_SHARE)
+
+    def _gpu_share_total(self) -> float:
+        return sum(op.resources.gpus for op in self.operators.values())
+
+    def replace_source_actor(self, dead) -> object:
+        """A source actor that died (a decoder crash, out of memory) is replaced, not reused."""
+        fresh = SourceActor.options(num_cpus=self._source_cpus).remote()
+        self.source_actors = [fresh if a is dead else a for a in self.source_actors]
+        return fresh
 
     def _groups(self) -> list[tuple[str, ...]]:
         grouped = [tuple(n for n in group if n in self.operators) for group in self.config.colocate]
@@ -266,6 +283,7 @@ class _Run:
             if not waitables:
                 # Nothing running and nothing to pull: send the partial batches.
                 if not self._dispatch(final=True):
+                    time.sleep(0.01)  # nothing to wait on this turn: do not spin
                     self._finish_sources()
                     if not self.inflight and self.active and not any(s.decoding for s in self.active):
                         for src in self.active:  # defensive: never hang on a lost segment
@@ -305,6 +323,7 @@ class _Run:
         except ray.exceptions.RayError as exc:
             src.decoding = False
             src.outcome.error = f"{src.outcome.ref.uri}: decoder crashed: {exc}"
+            src.actor = self.ing.replace_source_actor(src.actor)  # the next file gets a live one
             return
         if isinstance(item, SourceReport):
             src.outcome.report = item
@@ -360,11 +379,10 @@ class _Run:
         try:
             results = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            for sid in sids:
-                seg = self.segs.pop(sid, None)
-                if seg is not None:
-                    seg.source.unfinished -= 1
-                    seg.source.outcome.error = seg.source.outcome.error or f"{seg.source.outcome.ref.uri}: {stage} failed: {exc}"
+            self._fail(sids, f"{stage} failed: {exc}")
+            return
+        if len(results) != len(sids):
+            self._fail(sids, f"{stage} returned {len(results)} results for {len(sids)} segments")
             return
         if stage == "fuse":
             self._write(sids, results)
@@ -385,8 +403,28 @@ class _Run:
                            speech=seg.results.get("speech"))
         self.fuse_buffer.append((sid, obs))
 
+    def _fail(self, sids: list[int], reason: str) -> None:
+        """Drop these segments; their sources fail with ``reason`` (the first reason wins)."""
+        for sid in sids:
+            seg = self.segs.pop(sid, None)
+            if seg is not None:
+                seg.source.unfinished -= 1
+                outcome = seg.source.outcome
+                outcome.error = outcome.error or f"{outcome.ref.uri}: {reason}"
+
     def _write(self, sids: list[int], records: list) -> None:
-        self.ing.index.upsert(records)
+        try:
+            self.ing.index.upsert(records)
+        except (ValueError, sqlite3.Error):
+            # A fuse batch can mix sources: write one by one, so a bad record fails its source only.
+            good = []
+            for sid, record in zip(sids, records):
+                try:
+                    self.ing.index.upsert([record])
+                    good.append(sid)
+                except (ValueError, sqlite3.Error) as exc:
+                    self._fail([sid], f"could not index segment at {record.span!r}: {exc}")
+            sids = good
         for sid in sids:
             seg = self.segs.pop(sid, None)
             if seg is None:

@@ -94,8 +94,9 @@ def ingest_config(args: argparse.Namespace):
                         max_sources_in_flight=args.sources_in_flight)
 
 
-def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = False) -> int:
-    """Expand, ingest with a progress bar, report failures by name. Returns the exit code."""
+def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = False) -> tuple[int, dict]:
+    """Expand, ingest with a progress bar, report failures by name on stderr. Returns the exit
+    code and the summary (printed by the caller: as JSON with --json, as a line otherwise)."""
     from indexers.index import SegmentIndex
     from pipelines.batch import Ingestor, build_operators, required_cpus
     from pipelines.runtime import RuntimeConfig, start_ray
@@ -109,12 +110,15 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
         start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_cpus))
         with SegmentIndex(args.data) as index:
             ingestor = Ingestor(index, config, expected_sources=len(refs))
-            startup_s = ingestor.start()
-            log.info("actors ready in %.1f s (%s)", startup_s, ", ".join(f"{k} {v:.1f}s" for k, v in ingestor.setup_seconds.items()))
-            with _progress(refs, quiet=args.json) as progress:
-                result = ingestor.ingest(refs, force=force, on_progress=progress)
+            try:
+                startup_s = ingestor.start()
+                log.info("actors ready in %.1f s (%s)", startup_s,
+                         ", ".join(f"{k} {v:.1f}s" for k, v in ingestor.setup_seconds.items()))
+                with _progress(refs, quiet=args.json) as progress:
+                    result = ingestor.ingest(refs, force=force, on_progress=progress)
+            finally:
+                ingestor.close()
             index.save()
-            ingestor.close()
     else:
         result = None
     wall_s = time.perf_counter() - started
@@ -130,18 +134,19 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
         "damaged_packets": {o.ref.uri: o.report.damaged_packets for o in (result.outcomes if result else [])
                             if o.report and o.report.damaged_packets},
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        speed = summary["media_seconds"] / wall_s if wall_s else 0.0
-        print(f"indexed {summary['indexed']} of {len(refs)} sources ({summary['already_indexed']} already indexed): "
-              f"{summary['segments']} segments, {summary['media_seconds']:.1f} s of media in {wall_s:.1f} s "
-              f"({speed:.1f}x real time, start-up included)")
-        for path, packets in summary["damaged_packets"].items():
-            print(f"warning: {path}: {packets} damaged packets skipped", file=sys.stderr)
+    for path, packets in summary["damaged_packets"].items():
+        print(f"warning: {path}: {packets} damaged packets skipped", file=sys.stderr)
     for path, reason in failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
-    return 1 if failures else 0
+    return (1 if failures else 0), summary
+
+
+def print_ingest_summary(summary: dict) -> None:
+    wall_s = summary["wall_seconds"]
+    speed = summary["media_seconds"] / wall_s if wall_s else 0.0
+    print(f"indexed {summary['indexed']} of {summary['sources']} sources ({summary['already_indexed']} already indexed): "
+          f"{summary['segments']} segments, {summary['media_seconds']:.1f} s of media in {wall_s:.1f} s "
+          f"({speed:.1f}x real time, start-up included)")
 
 
 class _progress:
@@ -191,7 +196,12 @@ def _probed_seconds(refs) -> float:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    return run_ingest(args.paths, args, force=args.force)
+    code, summary = run_ingest(args.paths, args, force=args.force)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_ingest_summary(summary)
+    return code
 
 
 def cmd_search(args: argparse.Namespace) -> int:

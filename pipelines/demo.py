@@ -13,7 +13,7 @@ QUERIES = ("a cat", "a cup of coffee", "rocket launch", "crowd cheering", "motor
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipelines.cli import print_moments, run_ingest
+    from pipelines.cli import print_ingest_summary, print_moments, run_ingest
     from pipelines.query import open_searcher
 
     media_dir = args.data / "demo-media"
@@ -28,15 +28,17 @@ def run_demo(args: argparse.Namespace) -> int:
         truth = synth.GroundTruth.load(video)
     if not args.json:
         print_truth(truth)
-    code = run_ingest([str(video)], args)
+    code, summary = run_ingest([str(video)], args)
     if code:
         return code
-    report = {}
+    if not args.json:
+        print_ingest_summary(summary)
+    report = {"ingest": summary, "queries": {}}
     with open_searcher(args.data) as searcher:
         for query in (*QUERIES, *(p.text for p in truth.speech[:2])):
             moments = searcher.search(query, top_k=2)
             if args.json:
-                report[query] = [m.to_json() for m in moments]
+                report["queries"][query] = [m.to_json() for m in moments]
                 continue
             print(f'\nvidscope search "{query}"')
             print_moments(moments, as_json=False)

@@ -95,7 +95,10 @@ class StagePool:
         cpus = sum(op.resources.cpus for op in operators.values())
         gpus = sum(op.resources.gpus for op in operators.values())
         memory = sum(op.resources.memory_mb for op in operators.values()) * 2**20
-        actors = [OperatorActor.options(num_cpus=cpus, num_gpus=gpus, memory=memory, max_concurrency=1).remote(operators)
+        # A crashed worker (out of memory, a segfault in native code) is restarted with its models;
+        # the batch it held is not retried: it fails the sources it belonged to.
+        actors = [OperatorActor.options(num_cpus=cpus, num_gpus=gpus, memory=memory, max_concurrency=1,
+                                        max_restarts=3, max_task_retries=0).remote(operators)
                   for _ in range(max(1, workers))]
         return cls(tuple(operators), actors, max_in_flight_per_actor, {i: 0 for i in range(len(actors))})
 

@@ -42,13 +42,15 @@ def file_fingerprint(path: Path, *, chunk_bytes: int = 1 << 20) -> str:
 def expand(inputs: list[str]) -> tuple[list[SourceRef], list[tuple[str, str]]]:
     """Sources in a stable order, and ``(input, reason)`` for each input that names nothing usable.
 
-    A folder contributes its media files (by extension) recursively; a file named directly is
+    A folder or a glob contributes its media files (by extension), recursively for a folder; a
+    copy of a file already listed (same content) is listed once. A file named directly is
     taken whatever its extension, so a damaged or mislabelled file fails with a reason rather than
     being silently skipped.
     """
     refs: list[SourceRef] = []
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
+    seen_ids: set[str] = set()
 
     def add_file(path: Path) -> None:
         resolved = str(path.resolve())
@@ -60,6 +62,9 @@ def expand(inputs: list[str]) -> tuple[list[SourceRef], list[tuple[str, str]]]:
         except OSError as exc:
             problems.append((str(path), f"cannot read: {exc.strerror or exc}"))
             return
+        if source_id in seen_ids:  # a copy of a file already listed: the same video, indexed once
+            return
+        seen_ids.add(source_id)
         refs.append(SourceRef(resolved, source_id))
 
     for raw in inputs:
@@ -78,7 +83,8 @@ def expand(inputs: list[str]) -> tuple[list[SourceRef], list[tuple[str, str]]]:
         elif path.is_file():
             add_file(path)
         elif glob.has_magic(raw):
-            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True)
+                             if Path(m).is_file() and Path(m).suffix.lower() in MEDIA_SUFFIXES)
             if not matches:
                 problems.append((raw, "pattern matches no file"))
             for p in matches:

@@ -107,3 +107,14 @@ def test_a_sound_returns_where_it_is_heard(ingested, library, capsys):
     (crowd,) = library["truth"].sounds
     best = search(data, "crowd cheering", capsys)[0]
     assert best["start"] < crowd.end_seconds and crowd.start_seconds < best["end"], best
+
+
+def test_demo_prints_one_json_document_whose_hits_match_its_truth(tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["demo", "--data", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ingest"]["segments"] == 24 and report["ingest"]["failed"] == []
+    cat = report["queries"]["a cat"][0]
+    assert (cat["start"], cat["end"]) in {(0.0, 8.0), (40.0, 48.0)} or cat["end"] <= 8.0 or cat["start"] >= 40.0
+    crowd = report["queries"]["crowd cheering"][0]  # the crowd is heard from 20 to 27 s
+    assert crowd["start"] < 27.0 and crowd["end"] > 20.0
