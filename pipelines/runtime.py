@@ -40,6 +40,8 @@ def start_ray(config: RuntimeConfig) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Token authentication stays on (Ray's default); its notice on every start is only noise here.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     # Workers of a local cluster must not re-read the driver's cwd-relative imports differently.
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING,
                                   configure_logging=True)
