@@ -7,6 +7,7 @@ Nothing here probes hardware at construction (STYLE.md 4).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Generic, Literal, Sequence, TypeVar
 
@@ -30,7 +31,7 @@ class Resources:
             raise ValueError(f"resources must be non-negative (memory positive): {self}")
 
 
-class Operator(Generic[In, Out]):
+class Operator(ABC, Generic[In, Out]):
     """Base of every step. Subclasses set ``name`` and override ``setup`` and ``process``."""
 
     name: ClassVar[str] = "operator"
@@ -48,8 +49,9 @@ class Operator(Generic[In, Out]):
     def setup(self) -> None:
         """Load weights and warm up inside the worker; called once before the first batch."""
 
-    def process(self, batch: Sequence[In]) -> list[Out]:  # pragma: no cover - contract
-        raise NotImplementedError(f"{type(self).__name__} must implement process()")
+    @abstractmethod
+    def process(self, batch: Sequence[In]) -> list[Out]:
+        """One result per input, in input order."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, resources={self.resources}, batch_size={self.batch_size})"
