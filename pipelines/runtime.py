@@ -48,8 +48,10 @@ def start_ray(config: RuntimeConfig) -> None:
     if config.ray_address:
         ray.init(address=config.ray_address, **kwargs)
     else:
-        ray.init(num_cpus=config.num_cpus or os.cpu_count(), object_store_memory=config.object_store_mb * 2**20,
-                 **kwargs)
+        # "local" starts a cluster of our own even when a `ray start` cluster runs on this machine
+        # (a bare ray.init() would join that one instead, and refuse our CPU count).
+        ray.init(address="local", num_cpus=config.num_cpus or os.cpu_count(),
+                 object_store_memory=config.object_store_mb * 2**20, **kwargs)
 
 
 def cluster_cpus() -> float:
