@@ -2,9 +2,9 @@
 # first (Debian packages, a virtualenv in .venv) and are safe to rerun.
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-# ffmpeg: test/demo media and ffmpeg-python; espeak-ng: speech; heroes-sound-effects: real crowd
-# recordings; redis-server: the live pipeline's shared store.
-APT     := ffmpeg espeak-ng heroes-sound-effects redis-server
+# ffmpeg: test, demo and benchmark media; espeak-ng: speech; heroes-sound-effects: real crowd
+# recordings.
+APT     := ffmpeg espeak-ng heroes-sound-effects
 PYTEST  ?= -m "not gpu"
 
 .PHONY: setup system demo test bench
