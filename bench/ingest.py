@@ -14,7 +14,6 @@ pages once).
 from __future__ import annotations
 
 import argparse
-import math
 import multiprocessing
 import os
 import resource
@@ -143,15 +142,14 @@ def full_ingest(path: Path, config) -> dict[str, float]:
     import ray
 
     from indexers.index import SegmentIndex
-    from pipelines.batch import Ingestor, build_operators, required_cpus
+    from pipelines.batch import Ingestor, local_ray_cpus
     from pipelines.runtime import RuntimeConfig, start_ray
     from pipelines.sources import expand
 
     sampler = MemorySampler()
     sampler.start()
     t0 = time.perf_counter()
-    cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(build_operators(config), config)))
-    start_ray(RuntimeConfig(num_cpus=cpus))
+    start_ray(RuntimeConfig(num_cpus=local_ray_cpus(config)))
     ray_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as data:
         with SegmentIndex(data) as index:

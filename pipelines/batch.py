@@ -10,6 +10,8 @@ records. A source that fails (unreadable, crashed encoder) fails alone; the othe
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sqlite3
 import time
 from collections import deque
@@ -21,7 +23,7 @@ import ray
 from indexers.index import SegmentIndex
 from indexers.store import SourceInfo
 from operators.audio_events import AudioEventEncoder
-from operators.base import Device, Operator, Resources
+from operators.base import Device, Operator
 from operators.decode import DecodeConfig
 from operators.fuse import Fuse, Observations
 from operators.records import NS_PER_SECOND, Segment, Span, seconds_to_ns
@@ -101,6 +103,11 @@ def required_cpus(operators: Mapping[str, Operator], config: IngestConfig) -> fl
     return sum(op.resources.cpus for op in operators.values()) + SOURCE_ACTOR_CPUS * config.max_sources_in_flight
 
 
+def local_ray_cpus(config: IngestConfig) -> int:
+    """Logical CPUs for a local Ray: the machine's cores, or one set of stages if that is more."""
+    return max(os.cpu_count() or 1, math.ceil(required_cpus(build_operators(config), config)))
+
+
 @dataclass(slots=True)
 class SourceOutcome:
     ref: SourceRef
@@ -178,8 +185,7 @@ class Ingestor:
         for group in self._groups():
             ops = {name: self.operators[name] for name in group}
             override = [self.config.stages[n].workers for n in group if n in self.config.stages and self.config.stages[n].workers]
-            resources = Resources(cpus=sum(op.resources.cpus for op in ops.values()))
-            workers = max(override) if override else pool_size(resources, total, all_cpus)
+            workers = max(override) if override else pool_size(total, all_cpus)
             if any(op.resources.gpus for op in ops.values()) and not override:
                 # One replica of the GPU stages per whole set of shares that the GPUs hold.
                 workers = min(workers, max(1, int(cluster_gpus // max(self._gpu_share_total(), 1e-9))))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -98,7 +97,7 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     """Expand, ingest with a progress bar, report failures by name on stderr. Returns the exit
     code and the summary (printed by the caller: as JSON with --json, as a line otherwise)."""
     from indexers.index import SegmentIndex
-    from pipelines.batch import Ingestor, build_operators, required_cpus
+    from pipelines.batch import Ingestor, local_ray_cpus
     from pipelines.runtime import RuntimeConfig, start_ray
     from pipelines.sources import expand
 
@@ -106,8 +105,7 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     config = ingest_config(args)
     started = time.perf_counter()
     if refs:
-        local_cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(build_operators(config), config)))
-        start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_cpus))
+        start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_ray_cpus(config)))
         with SegmentIndex(args.data) as index:
             ingestor = Ingestor(index, config, expected_sources=len(refs))
             try:

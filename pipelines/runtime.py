@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import ray
 
 from operators.align import Aligner
-from operators.base import Operator, Resources
+from operators.base import Operator
 from operators.decode import DecodeConfig, Decoder, MediaError
 from operators.records import Segment
 
@@ -42,7 +42,6 @@ def start_ray(config: RuntimeConfig) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Token authentication stays on (Ray's default); its notice on every start is only noise here.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    # Workers of a local cluster must not re-read the driver's cwd-relative imports differently.
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING,
                                   configure_logging=True)
     if config.ray_address:
@@ -192,8 +191,6 @@ class SourceActor:
         return os.getpid()
 
 
-def pool_size(resources: Resources, total_cpus: float, all_stage_cpus: float) -> int:
+def pool_size(total_cpus: float, all_stage_cpus: float) -> int:
     """Replicate the whole set of stages as many times as the cluster holds it, at least once."""
-    if resources.cpus <= 0:
-        return 1
     return max(1, int(total_cpus // max(all_stage_cpus, 1e-9)))
