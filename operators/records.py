@@ -201,6 +201,27 @@ class SpeechResult:
         return " ".join(w.text.strip() for w in self.words).strip()
 
 
+@dataclass(frozen=True, slots=True)
+class CaptionResult:
+    """What the ``vlm`` model wrote about one segment (empty when it had nothing to look at)."""
+
+    segment_id: int
+    text: str
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class ClipResult:
+    """The ``clip`` profile's image embedding of one segment: the L2-normalised mean of its frames'
+    embeddings in the joint image-text space (``None`` when the segment had no frame)."""
+
+    segment_id: int
+    embedding: np.ndarray | None
+
+    def __post_init__(self) -> None:
+        if self.embedding is not None and (self.embedding.dtype != np.float32 or self.embedding.ndim != 1):
+            raise ValueError(f"clip embedding must be float32 [D], got {self.embedding.dtype} {self.embedding.shape}")
+
+
 MODALITIES = ("visual", "audio", "speech")
 """The text-searchable views of a segment, each embedded in the shared text space."""
 
