@@ -4,7 +4,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 # ffmpeg: test, demo and benchmark media; espeak-ng: speech; heroes-sound-effects: real crowd
 # recordings.
-APT     := ffmpeg espeak-ng heroes-sound-effects
+APT     := ffmpeg espeak-ng heroes-sound-effects frozen-bubble-data
 PYTEST  ?= -m "not gpu"
 
 .PHONY: setup system demo test bench

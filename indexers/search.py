@@ -24,13 +24,13 @@ moment scores its best segment and carries that segment's description, labels an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
 from indexers.index import SegmentIndex
 from indexers.store import IMAGE_SPACE, TEXT_SPACES, SourceInfo, StoredSegment
-from operators.records import MODALITIES, NS_PER_SECOND, Scored, ns_to_seconds
+from operators.records import JOINT_SPACES, MODALITIES, NS_PER_SECOND, Scored, ns_to_seconds
 
 EmbedText = Callable[[list[str]], np.ndarray]
 
@@ -45,6 +45,10 @@ class SearchConfig:
     merge_margin: float = 0.1
     merge_gap_ns: int = 0  # segments this far apart (or overlapping) count as adjacent
     max_moment_ns: int = 60 * NS_PER_SECOND
+    joint_scale: float = 2.0
+    """CLIP cosines between a caption and a matching picture sit near 0.3, MiniLM cosines between
+    two phrasings of one thing near 0.6: joint-space scores are scaled to compete. Not tuned on
+    real CLIP weights (none ship in a package this project can install)."""
 
     def __post_init__(self) -> None:
         if self.candidates_per_space < 1:
@@ -105,34 +109,63 @@ class Searcher:
     float32 vectors ``[n, dim]`` in the space the index was built with (the pipelines pass
     ``operators.text.TextEncoder.embed``)."""
 
-    def __init__(self, index: SegmentIndex, embed_text: EmbedText, *, config: SearchConfig | None = None) -> None:
+    def __init__(self, index: SegmentIndex, embed_text: EmbedText, *, joint: Mapping[str, EmbedText] | None = None,
+                 config: SearchConfig | None = None) -> None:
+        """``joint`` embeds queries for the joint image-text spaces (``clip``: the CLIP text tower)."""
         self.index = index
         self.embed_text = embed_text
+        self.joint = dict(joint or {})
         self.config = config or SearchConfig()
+        self._cuts: dict[str, list[int]] = {}
 
     def search(self, text: str, top_k: int = 10) -> list[Moment]:
         """Moments matching ``text``, best first; at most ``top_k``, fewer when the index is small."""
-        if not text or not text.strip():
-            raise ValueError("the search text is empty")
         _check_top_k(top_k)
-        return self.search_vector(self._embed(text), top_k)
+        return self._moments(self._scores(self._queries(text), max(self.config.candidates_per_space, 4 * top_k)), top_k)
 
     def search_vector(self, query: np.ndarray, top_k: int = 10) -> list[Moment]:
-        """``search`` for an already embedded query (float32 ``[dim]``, L2-normalised)."""
+        """``search`` for an already embedded query (float32 ``[dim]``, L2-normalised, text space)."""
         _check_top_k(top_k)
-        query = np.asarray(query, dtype=np.float32).reshape(1, -1)
-        spaces = [s for s in TEXT_SPACES if self.index.vectors.dim(s) is not None]
-        n = max(self.config.candidates_per_space, 4 * top_k)
+        queries = {space: np.asarray(query, np.float32) for space in TEXT_SPACES}
+        return self._moments(self._scores(queries, max(self.config.candidates_per_space, 4 * top_k)), top_k)
+
+    def relevance(self, text: str, segment_ids: Iterable[int]) -> dict[int, float]:
+        """How well each of ``segment_ids`` matches ``text`` (the search score, exact, no index)."""
+        queries = self._queries(text)
+        return {sid: score for sid, (score, _) in self._rescore(queries, set(segment_ids)).items()}
+
+    def search_among(self, text: str, segment_ids: Iterable[int], top_k: int = 10) -> list[Moment]:
+        """``search`` limited to ``segment_ids`` (one source's, for ``ask``), scored exactly."""
+        _check_top_k(top_k)
+        return self._moments(self._rescore(self._queries(text), set(segment_ids)), top_k)
+
+    def _queries(self, text: str) -> dict[str, np.ndarray]:
+        if not text or not text.strip():
+            raise ValueError("the search text is empty")
+        shared = self._embed(text, self.embed_text)
+        queries = {space: shared for space in TEXT_SPACES}
+        for space, embed in self.joint.items():
+            queries[space] = self._embed(text, embed)
+        return queries
+
+    def _scores(self, queries: dict[str, np.ndarray], n: int) -> dict[int, tuple[float, tuple]]:
         candidates: set[int] = set()
-        for space in spaces:
-            _, ids = self.index.vectors.search(space, query, n)
-            candidates.update(ids[0].tolist())
+        for space, query in queries.items():
+            if self.index.vectors.dim(space) is not None:
+                _, ids = self.index.vectors.search(space, query.reshape(1, -1), n)
+                candidates.update(ids[0].tolist())
+        return self._rescore(queries, candidates)
+
+    def _rescore(self, queries: dict[str, np.ndarray], candidates: set[int]) -> dict[int, tuple[float, tuple]]:
         per_segment: dict[int, dict[str, float]] = {}
-        for space in spaces:
+        for space, query in queries.items():
+            if self.index.vectors.dim(space) is None:
+                continue
             ids, vectors = self.index.store.get_vectors(space, candidates)
-            for sid, score in zip(ids.tolist(), (vectors @ query[0]).tolist()):
-                per_segment.setdefault(sid, {})[space] = score
-        return self._moments({sid: self._fuse(scores) for sid, scores in per_segment.items()}, top_k)
+            scale = self.config.joint_scale if space in JOINT_SPACES else 1.0
+            for sid, score in zip(ids.tolist(), (vectors @ query).tolist()):
+                per_segment.setdefault(sid, {})[space] = score * scale
+        return {sid: self._fuse(scores) for sid, scores in per_segment.items()}
 
     def similar_images(self, segment_id: int, top_k: int = 10) -> list[Moment]:
         """Moments whose frames look like segment ``segment_id``'s (cosine of the frame encoder's
@@ -147,10 +180,10 @@ class Searcher:
         scored = {sid: (s, ((IMAGE_SPACE, s),)) for sid, s in pairs if sid != segment_id}
         return self._moments(scored, top_k)
 
-    def _embed(self, text: str) -> np.ndarray:
-        vectors = np.asarray(self.embed_text([text]), dtype=np.float32)
+    def _embed(self, text: str, embed: EmbedText) -> np.ndarray:
+        vectors = np.asarray(embed([text]), dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != 1:
-            raise ValueError(f"embed_text must return one vector per text, [1, dim]; got shape {vectors.shape}")
+            raise ValueError(f"a text embedder must return one vector per text, [1, dim]; got shape {vectors.shape}")
         norm = float(np.linalg.norm(vectors[0]))
         if not np.isfinite(norm) or norm == 0.0:
             raise ValueError(f"the query {text!r} embeds to a zero or non-finite vector")
@@ -201,17 +234,33 @@ class Searcher:
                     and candidate.segment.segment_id not in used and candidate.score >= floor
                     and end_ns - start_ns <= cfg.max_moment_ns)
 
+        cuts = self._cuts_of(hits[i].segment.source_id)
+
+        def cut_between(before: _Hit, after: _Hit) -> bool:
+            """A hard cut lies nearer to this junction than to any other: the moment ends there."""
+            half = (after.segment.end_ns - after.segment.start_ns) // 2
+            return any(abs(t - after.segment.start_ns) < half for t in cuts)
+
+        def joins_here(before: _Hit, after: _Hit, candidate: _Hit, start_ns: int, end_ns: int) -> bool:
+            return joins(before, after, candidate, start_ns, end_ns) and not cut_between(before, after)
+
         lo = hi = i
         end_ns = hits[i].segment.end_ns
-        while lo > 0 and joins(hits[lo - 1], hits[lo], hits[lo - 1], hits[lo - 1].segment.start_ns, end_ns):
+        while lo > 0 and joins_here(hits[lo - 1], hits[lo], hits[lo - 1], hits[lo - 1].segment.start_ns, end_ns):
             lo -= 1
         while hi + 1 < len(hits):
             following = hits[hi + 1]
-            if not joins(hits[hi], following, following, hits[lo].segment.start_ns, max(end_ns, following.segment.end_ns)):
+            if not joins_here(hits[hi], following, following, hits[lo].segment.start_ns, max(end_ns, following.segment.end_ns)):
                 break
             hi += 1
             end_ns = max(end_ns, following.segment.end_ns)
         return hits[lo : hi + 1]
+
+
+    def _cuts_of(self, source_id: str) -> list[int]:
+        if source_id not in self._cuts:
+            self._cuts[source_id] = [t for t, _ in self.index.store.get_cuts(source_id)]
+        return self._cuts[source_id]
 
 
 def _moment(peak: _Hit, run: list[_Hit], source: SourceInfo | None) -> Moment:

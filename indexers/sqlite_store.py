@@ -20,7 +20,8 @@ import numpy as np
 
 from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, pick_source,
                             record_vectors)
-from operators.records import FusedRecord, Scored
+from operators.highlights import HighlightScore
+from operators.records import FusedRecord, Scored, Span
 
 SCHEMA_VERSION = 1
 _IN_CHUNK = 500  # ids per "IN (...)": well under SQLite's bound-parameter limit on every version
@@ -40,6 +41,14 @@ CREATE TABLE IF NOT EXISTS segments (
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments(source_id, start_ns);
 CREATE TABLE IF NOT EXISTS vector_spaces (
     space TEXT PRIMARY KEY, dim INTEGER NOT NULL, revision INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cuts (
+    source_id TEXT NOT NULL, t_ns INTEGER NOT NULL, score REAL NOT NULL, PRIMARY KEY (source_id, t_ns));
+CREATE TABLE IF NOT EXISTS highlight_scores (
+    segment_id INTEGER PRIMARY KEY, source_id TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+    score REAL NOT NULL, labels TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS highlights_by_score ON highlight_scores(score);
+CREATE INDEX IF NOT EXISTS highlights_by_source ON highlight_scores(source_id, start_ns);
+CREATE TABLE IF NOT EXISTS summaries (source_id TEXT PRIMARY KEY, summary TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (
     space TEXT NOT NULL, segment_id INTEGER NOT NULL, vector BLOB NOT NULL,
     PRIMARY KEY (space, segment_id));
@@ -293,6 +302,43 @@ class SqliteStore:
         ids = _ids(r[0] for r in rows)
         matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
         return ids, matrix.astype(np.float32, copy=False)
+
+    # -- what was found in a source: shot boundaries, highlight scores, its summary ---------------
+
+    def put_analysis(self, source_id: str, *, cuts: Sequence[tuple[int, float]], scores: Sequence[HighlightScore],
+                     summary: dict | None) -> None:
+        """Replace a source's cuts, highlight scores and summary, in one transaction."""
+        with self._transaction():
+            self._db.execute("DELETE FROM cuts WHERE source_id=?", (source_id,))
+            self._db.executemany("INSERT INTO cuts VALUES (?, ?, ?)", [(source_id, int(t), float(s)) for t, s in cuts])
+            self._db.execute("DELETE FROM highlight_scores WHERE source_id=?", (source_id,))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO highlight_scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(h.segment_id, h.source_id, h.span.start_ns, h.span.end_ns, h.score, json.dumps(list(h.labels)), h.reason)
+                 for h in scores])
+            self._db.execute("DELETE FROM summaries WHERE source_id=?", (source_id,))
+            if summary is not None:
+                self._db.execute("INSERT INTO summaries VALUES (?, ?)", (source_id, json.dumps(summary)))
+
+    def get_cuts(self, source_id: str) -> list[tuple[int, float]]:
+        with self._lock:
+            return [(t, s) for t, s in self._db.execute(
+                "SELECT t_ns, score FROM cuts WHERE source_id=? ORDER BY t_ns", (source_id,))]
+
+    def highlight_scores(self, source_id: str | None = None) -> list[HighlightScore]:
+        """Every segment's highlight score (of one source, or all), by source and time."""
+        where, args = ("WHERE source_id=?", (source_id,)) if source_id else ("", ())
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment_id, source_id, start_ns, end_ns, score, labels, reason FROM highlight_scores "
+                f"{where} ORDER BY source_id, start_ns", args).fetchall()
+        return [HighlightScore(sid, src, Span(a, b), score, tuple(json.loads(labels)), reason)
+                for sid, src, a, b, score, labels, reason in rows]
+
+    def get_summary(self, source_id: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT summary FROM summaries WHERE source_id=?", (source_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def close(self) -> None:
         with self._lock:

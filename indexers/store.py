@@ -17,13 +17,14 @@ from typing import Iterable, Iterator, Literal, Protocol, Sequence
 
 import numpy as np
 
-from operators.records import MODALITIES, FusedRecord, Scored
+from operators.highlights import HighlightScore
+from operators.records import JOINT_SPACES, MODALITIES, FusedRecord, Scored
 
 TEXT_SPACES = (*MODALITIES, "all")
 """Vector spaces embedded in the shared text space: a text query searches each of them."""
 IMAGE_SPACE = "image"
 """The frame encoder's features (``FusedRecord.visual_features``), for image-to-image similarity."""
-VECTOR_SPACES = (*TEXT_SPACES, IMAGE_SPACE)
+VECTOR_SPACES = (*TEXT_SPACES, IMAGE_SPACE, *JOINT_SPACES)
 
 SourceStatus = Literal["ingesting", "done", "failed"]
 SOURCE_STATUSES: tuple[SourceStatus, ...] = ("ingesting", "done", "failed")
@@ -114,6 +115,11 @@ class MetadataStore(Protocol):
     def vector_space(self, space: str) -> VectorSpaceState | None: ...
     def get_vectors(self, space: str, segment_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]: ...
     def iter_vectors(self, space: str, *, batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+    def put_analysis(self, source_id: str, *, cuts: Sequence[tuple[int, float]], scores: Sequence[HighlightScore],
+                     summary: dict | None) -> None: ...
+    def get_cuts(self, source_id: str) -> list[tuple[int, float]]: ...
+    def highlight_scores(self, source_id: str | None = None) -> list[HighlightScore]: ...
+    def get_summary(self, source_id: str) -> dict | None: ...
     def close(self) -> None: ...
 
 

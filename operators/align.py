@@ -14,11 +14,11 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from operators.base import Operator, Resources
-from operators.decode import AudioChunk, DecodedFrame
+from operators.decode import AudioChunk, DecodedFrame, Thumbnail
 from operators.records import AUDIO_SAMPLE_RATE, NS_PER_SECOND, Segment, Span, sample_index
 
 
-class Aligner(Operator[DecodedFrame | AudioChunk, Segment]):
+class Aligner(Operator[DecodedFrame | Thumbnail | AudioChunk, Segment]):
     """Stateful: ``process`` takes decoded items in demux order and returns the windows they
     complete; ``flush`` returns the rest, the last one possibly shorter than a window."""
 
@@ -43,6 +43,8 @@ class Aligner(Operator[DecodedFrame | AudioChunk, Segment]):
         self._window_start_ns = 0
         self._frames: list[DecodedFrame] = []
         self._frame_shape: tuple[int, ...] = (0, 0, 3)
+        self._thumbs: list[Thumbnail] = []
+        self._thumb_shape: tuple[int, ...] = (1, 1, 3)
         self._video_watermark_ns = -1  # newest frame time seen
         self._audio: list[np.ndarray] = []
         self._audio_base = 0  # sample index of the first buffered sample (== current window start)
@@ -57,9 +59,9 @@ class Aligner(Operator[DecodedFrame | AudioChunk, Segment]):
         """How late after a moment it may be emitted: a window plus the stream skew it waits for."""
         return self.window_ns + self.max_skew_ns
 
-    def process(self, batch: Iterable[DecodedFrame | AudioChunk]) -> list[Segment]:
+    def process(self, batch: Iterable[DecodedFrame | Thumbnail | AudioChunk]) -> list[Segment]:
         for item in batch:
-            if isinstance(item, DecodedFrame):
+            if isinstance(item, (DecodedFrame, Thumbnail)):
                 self._push_frame(item)
             else:
                 self._push_audio(item)
@@ -83,10 +85,10 @@ class Aligner(Operator[DecodedFrame | AudioChunk, Segment]):
             out.append(self._cut(min(self._window_start_ns + self.window_ns, stop_ns)))
         return out
 
-    def _push_frame(self, frame: DecodedFrame) -> None:
+    def _push_frame(self, frame: DecodedFrame | Thumbnail) -> None:
         if frame.pts_ns < self._window_start_ns:
             return  # before the first window (negative PTS) or already emitted
-        self._frames.append(frame)
+        (self._frames if isinstance(frame, DecodedFrame) else self._thumbs).append(frame)
         self._video_watermark_ns = max(self._video_watermark_ns, frame.pts_ns)
 
     def _push_audio(self, chunk: AudioChunk) -> None:
@@ -118,17 +120,11 @@ class Aligner(Operator[DecodedFrame | AudioChunk, Segment]):
 
     def _cut(self, end_ns: int) -> Segment:
         span = Span(self._window_start_ns, end_ns)
-        inside = [f for f in self._frames if f.pts_ns < end_ns]
-        self._frames = [f for f in self._frames if f.pts_ns >= end_ns]
-        if inside:
-            frames = np.stack([f.image for f in inside])
-            pts = np.array([f.pts_ns for f in inside], np.int64)
-            self._frame_shape = frames.shape[1:]
-        else:  # keep the picture size known so far: empty stacks still concatenate with full ones
-            frames, pts = np.zeros((0, *self._frame_shape), np.uint8), np.zeros(0, np.int64)
+        self._frames, frames, pts, self._frame_shape = _take_pictures(self._frames, end_ns, self._frame_shape)
+        self._thumbs, thumbs, thumb_pts, self._thumb_shape = _take_pictures(self._thumbs, end_ns, self._thumb_shape)
         audio = self._take_audio(sample_index(end_ns, self.sample_rate)) if self.has_audio else None
         self._window_start_ns = end_ns
-        return Segment(self.source_id, span, frames, pts, audio, self.sample_rate, dict(self.meta))
+        return Segment(self.source_id, span, frames, pts, audio, self.sample_rate, dict(self.meta), thumbs, thumb_pts)
 
     def _take_audio(self, end_sample: int) -> np.ndarray:
         count = end_sample - self._audio_base
@@ -142,3 +138,14 @@ class Aligner(Operator[DecodedFrame | AudioChunk, Segment]):
         self._audio_base = end_sample
         self._audio_end = max(self._audio_end, end_sample)
         return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _take_pictures(buffered: list, end_ns: int, shape: tuple[int, ...]) -> tuple[list, np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Split ``buffered`` at ``end_ns``: (kept, images before it stacked, their times, picture
+    shape). An empty stack keeps the shape known so far, so it still concatenates with full ones."""
+    inside = [f for f in buffered if f.pts_ns < end_ns]
+    kept = [f for f in buffered if f.pts_ns >= end_ns]
+    if not inside:
+        return kept, np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64), shape
+    images = np.stack([f.image for f in inside])
+    return kept, images, np.array([f.pts_ns for f in inside], np.int64), images.shape[1:]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .base import Device, Operator, Resources
-from .records import AudioResult, FusedRecord, Scored, Segment, Span, SpeechResult, VisualResult
+from .records import AudioResult, CaptionResult, ClipResult, FusedRecord, Scored, Segment, Span, SpeechResult, VisualResult
 from .text import TextEncoder
 
 SILENCE_LOUDNESS_DB = -60.0
@@ -33,9 +33,11 @@ class Observations:
     visual: VisualResult | None = None
     audio: AudioResult | None = None
     speech: SpeechResult | None = None
+    caption: CaptionResult | None = None
+    clip: ClipResult | None = None
 
     def __post_init__(self) -> None:
-        for result in (self.visual, self.audio, self.speech):
+        for result in (self.visual, self.audio, self.speech, self.caption, self.clip):
             if result is not None and result.segment_id != self.segment_id:
                 raise ValueError(f"{type(result).__name__} of segment {result.segment_id} cannot describe segment {self.segment_id}")
 
@@ -90,6 +92,8 @@ class Fuse(Operator[Observations, FusedRecord]):
         records = []
         for observations, (description, modality_texts) in zip(batch, phrased):
             embeddings = {modality: next(vectors) for modality in modality_texts}
+            if observations.clip is not None and observations.clip.embedding is not None:
+                embeddings["clip"] = observations.clip.embedding
             visual, audio, speech = observations.visual, observations.audio, observations.speech
             records.append(
                 FusedRecord(
@@ -112,9 +116,13 @@ class Fuse(Operator[Observations, FusedRecord]):
         seen = _confident(observations.visual.labels, self.min_label_score, self.max_terms) if observations.visual else []
         heard = self._heard(observations.audio) if observations.audio else []
         said = observations.speech.text if observations.speech else ""
+        caption = observations.caption.text if observations.caption else ""
         context = (observations.speech.utterance or said) if observations.speech else ""
         parts, texts = [], {}
-        if seen:
+        if caption:  # the vlm profile's caption says more than labels: it describes the picture
+            parts.append(f"Seen: {caption.rstrip('.')}.")
+            texts["visual"] = caption
+        elif seen:
             parts.append(f"Seen: {', '.join(seen)}.")
             texts["visual"] = "a photo of " + ", ".join(_with_article(label) for label in seen)
         if heard:

@@ -94,19 +94,16 @@ class Segment:
     audio: np.ndarray | None
     sample_rate: int = AUDIO_SAMPLE_RATE
     meta: Mapping[str, object] = field(default_factory=dict)
+    thumbnails: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 3), np.uint8))
+    """Small pictures sampled more densely than ``frames`` (5/s by default), for shot boundaries
+    and motion: uint8 ``[M, h, w, 3]`` with ``thumbnail_pts_ns``, same rules as the frames."""
+    thumbnail_pts_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
         if not self.source_id:
             raise ValueError("a segment needs a source_id")
-        frames, pts = self.frames, self.frame_pts_ns
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-            raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
-        if pts.dtype != np.int64 or pts.shape != (frames.shape[0],):
-            raise ValueError(f"frame_pts_ns must be int64 with one entry per frame, got {pts.dtype} {pts.shape} for {frames.shape[0]} frames")
-        if len(pts) and (pts[0] < self.span.start_ns or pts[-1] >= self.span.end_ns):
-            raise ValueError(f"frame timestamps {pts[0]}..{pts[-1]} ns fall outside {self.span!r}")
-        if len(pts) > 1 and not np.all(np.diff(pts) > 0):
-            raise ValueError("frame timestamps must be strictly increasing")
+        _check_pictures("frame", self.frames, self.frame_pts_ns, self.span)
+        _check_pictures("thumbnail", self.thumbnails, self.thumbnail_pts_ns, self.span)
         if self.audio is not None:
             expected = samples_between(self.span.start_ns, self.span.end_ns, self.sample_rate)
             if self.audio.dtype != np.float32 or self.audio.ndim != 1:
@@ -125,6 +122,17 @@ class Segment:
     def __repr__(self) -> str:
         audio = "none" if self.audio is None else f"{self.audio.shape[0]} samples"
         return f"Segment({self.source_id}, {self.span!r}, frames={tuple(self.frames.shape)}, audio={audio})"
+
+
+def _check_pictures(what: str, images: np.ndarray, pts: np.ndarray, span: Span) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{what}s must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
+    if pts.dtype != np.int64 or pts.shape != (images.shape[0],):
+        raise ValueError(f"{what}_pts_ns must be int64 with one entry per {what}, got {pts.dtype} {pts.shape} for {images.shape[0]} {what}s")
+    if len(pts) and (pts[0] < span.start_ns or pts[-1] >= span.end_ns):
+        raise ValueError(f"{what} timestamps {pts[0]}..{pts[-1]} ns fall outside {span!r}")
+    if len(pts) > 1 and not np.all(np.diff(pts) > 0):
+        raise ValueError(f"{what} timestamps must be strictly increasing")
 
 
 Scored = tuple[tuple[str, float], ...]
@@ -224,6 +232,9 @@ class ClipResult:
 
 MODALITIES = ("visual", "audio", "speech")
 """The text-searchable views of a segment, each embedded in the shared text space."""
+JOINT_SPACES = ("clip",)
+"""Spaces where pictures and text are embedded by one model (the ``clip`` profile): a query is
+embedded there by that model's text tower, not by the shared text encoder."""
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -248,8 +259,8 @@ class FusedRecord:
 
     def __post_init__(self) -> None:
         for name, vec in self.embeddings.items():
-            if name not in (*MODALITIES, "all"):
-                raise ValueError(f"unknown modality {name!r}; expected one of {MODALITIES + ('all',)}")
+            if name not in (*MODALITIES, "all", *JOINT_SPACES):
+                raise ValueError(f"unknown modality {name!r}; expected one of {MODALITIES + ('all',) + JOINT_SPACES}")
             if vec.dtype != np.float32 or vec.ndim != 1:
                 raise ValueError(f"{name} embedding must be float32 [D], got {vec.dtype} {vec.shape}")
 

@@ -127,6 +127,19 @@ def make_backend(config: VlmConfig) -> VlmBackend:
     raise TypeError(f"not a vlm config: {config!r}")
 
 
+_LOADED: dict[VlmConfig, VlmBackend] = {}
+
+
+def load_backend(config: VlmConfig) -> VlmBackend:
+    """The backend for ``config``, set up once per process: the captioner and the summariser in
+    one worker share one copy of the model."""
+    if config not in _LOADED:
+        backend = make_backend(config)
+        backend.setup()
+        _LOADED[config] = backend
+    return _LOADED[config]
+
+
 CAPTION_PROMPT = "Describe what happens in this video clip in one sentence."
 
 
@@ -150,9 +163,7 @@ class Captioner(Operator[Segment, CaptionResult]):
         return Resources(cpus=1.0, memory_mb=4096)
 
     def setup(self) -> None:
-        if self._backend is None:
-            self._backend = make_backend(self.config)
-            self._backend.setup()
+        self._backend = load_backend(self.config)
 
     def process(self, batch: Sequence[Segment]) -> list[CaptionResult]:
         if self._backend is None:

@@ -23,18 +23,29 @@ import ray
 from indexers.index import SegmentIndex
 from indexers.store import SourceInfo
 from operators.audio_events import AudioEventEncoder
-from operators.base import Device, Operator
+from operators.clip import ClipEncoder
+from operators.highlights import HighlightScorer, Signals, merge_highlights
+from operators.shots import ShotDetector, ShotResult
+from operators.summary import SegmentFacts, Summariser, SummaryInput
+from operators.vlm import Captioner
+from operators.base import Device, Operator, Resources
 from operators.decode import DecodeConfig
 from operators.fuse import Fuse, Observations
 from operators.records import NS_PER_SECOND, Segment, Span, seconds_to_ns
 from operators.speech import SpeechRecognizer
 from operators.visual import VisualEncoder
+from pipelines.profiles import ClipProfile, Offline, Profile, VlmProfile
 from pipelines.runtime import SourceActor, SourceReport, StagePool, cluster_cpus, pool_size
 from pipelines.sources import SourceRef
 
 log = logging.getLogger(__name__)
 
-ENCODERS = ("visual", "audio", "speech")
+ENCODERS = ("visual", "audio", "speech", "clip", "caption")
+PICTURE_STAGES = ("visual", "clip")
+SOUND_STAGES = ("audio", "speech")
+DEFAULT_MIN_SCORE = 0.3
+"""Highlight score a moment needs by default (``vidscope highlights --min-score``). On
+bench/quality.py it keeps every crowd and applause event and no quiet moment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +70,19 @@ class IngestConfig:
     max_segments_in_flight: int = 64
     """Segments decoded but not yet indexed; bounds memory whatever the input length."""
     stages: Mapping[str, StageOverride] = field(default_factory=dict)
-    colocate: tuple[tuple[str, ...], ...] = (("visual", "fuse"),)
+    profile: Profile = Offline()
+    colocate: tuple[tuple[str, ...], ...] | None = None
     """Stages whose operators share one actor process. The frame and text encoders both run on
-    torch, whose runtime alone is ~500 MB resident: together they cost it once."""
+    torch, whose runtime alone is ~500 MB resident: together they cost it once. The summariser
+    shares the fuser's text encoder, or, with a vlm, the captioner's model. None: that default."""
+
+    @property
+    def groups(self) -> tuple[tuple[str, ...], ...]:
+        if self.colocate is not None:
+            return self.colocate
+        if isinstance(self.profile, VlmProfile):
+            return (("visual", "fuse"), ("caption", "summary"))
+        return (("visual", "fuse", "summary", "clip"),)
 
     def __post_init__(self) -> None:
         if not self.window_seconds > 0:
@@ -72,13 +93,22 @@ class IngestConfig:
 
 def build_operators(config: IngestConfig) -> dict[str, Operator]:
     """The offline profile's stages, with the config's overrides applied."""
+    fuse = Fuse(device=config.device, batch_size=16)
     ops: dict[str, Operator] = {
         "visual": VisualEncoder(device=config.device, batch_size=8),
         "audio": AudioEventEncoder(batch_size=16),
-        "fuse": Fuse(device=config.device, batch_size=16),
+        "fuse": fuse,
     }
     if config.speech:
         ops["speech"] = SpeechRecognizer(model=config.speech_model, device=config.device, batch_size=15)
+    profile = config.profile
+    if isinstance(profile, ClipProfile):
+        ops["clip"] = ClipEncoder(profile.clip)
+    if isinstance(profile, VlmProfile):
+        ops["caption"] = Captioner(profile.vlm)
+        ops["summary"] = Summariser(vlm=profile.vlm, resources=Resources(cpus=0.1, memory_mb=512))
+    else:  # one MiniLM in the process for both: pickled together, the instance stays shared
+        ops["summary"] = Summariser(text_encoder=fuse.text_encoder)
     for name, op in ops.items():
         o = config.stages.get(name)
         if o is None:
@@ -92,7 +122,7 @@ def build_operators(config: IngestConfig) -> dict[str, Operator]:
 
 SOURCE_ACTOR_CPUS = 0.5
 STARTUP_TIMEOUT_S = 300
-GPU_STAGES = ("visual", "speech", "fuse")
+GPU_STAGES = ("visual", "speech", "fuse", "clip", "caption")
 GPU_SHARE = 0.25
 """Each GPU stage reserves a quarter of a device: one replica of the three fits on one GPU."""
 
@@ -150,6 +180,9 @@ class _Source:
     decoding: bool = True
     unfinished: int = 0
     buffers: dict[str, list[tuple[int, object]]] = field(default_factory=dict)
+    shots: ShotDetector = field(default_factory=ShotDetector)
+    shot_results: list[ShotResult] = field(default_factory=list)
+    analysis: tuple | None = None  # (cuts, highlight scores) while its summary is being written
 
 
 class Ingestor:
@@ -231,7 +264,7 @@ class Ingestor:
         return fresh
 
     def _groups(self) -> list[tuple[str, ...]]:
-        grouped = [tuple(n for n in group if n in self.operators) for group in self.config.colocate]
+        grouped = [tuple(n for n in group if n in self.operators) for group in self.config.groups]
         grouped = [g for g in grouped if g]
         taken = {n for g in grouped for n in g}
         return grouped + [(n,) for n in self.operators if n not in taken]
@@ -276,6 +309,7 @@ class _Run:
         self.active: list[_Source] = []
         self.free_actors = list(ingestor.source_actors)
         self.fuse_buffer: list[tuple[int, Observations]] = []
+        self.summaries: dict[ray.ObjectRef, _Source] = {}
         self.segments_done = 0
         self.media_ns_done = 0
 
@@ -316,7 +350,7 @@ class _Run:
         actor = self.free_actors.pop()
         cfg = self.ing.config
         gen = actor.segments.remote(outcome.ref.uri, outcome.ref.source_id, cfg.decode, self.window_ns)
-        stages = {name: [] for name in self.ing.pools if name != "fuse"}
+        stages = {name: [] for name in self.ing.pools if name in ENCODERS}
         self.active.append(_Source(outcome, actor, gen, buffers=stages))
 
     def _pull(self, src: _Source) -> None:
@@ -338,13 +372,15 @@ class _Run:
             src.decoding = False
             return
         segment: Segment = item
+        src.shot_results += src.shots.process([segment])  # in order: a source's segments arrive in time order
         needs = set()
         if len(segment.frames):
-            needs.add("visual")
+            needs.update(PICTURE_STAGES)
         if segment.audio is not None:
-            needs.add("audio")
-            if "speech" in self.ing.pools:
-                needs.add("speech")
+            needs.update(SOUND_STAGES)
+        if len(segment.frames) or segment.audio is not None:
+            needs.add("caption")
+        needs &= self.ing.pools.keys()
         sid = segment.id
         seg = _Seg(src, ref, segment.span, needs)
         self.segs[sid] = seg
@@ -358,7 +394,7 @@ class _Run:
         """Submit full batches (partial ones too when ``final`` or the source has ended)."""
         sent = 0
         for stage, pool in self.ing.pools.items():
-            if stage == "fuse":
+            if stage not in ENCODERS:
                 continue
             batch_size = self.ing.operators[stage].batch_size
             for src in self.active:
@@ -385,7 +421,14 @@ class _Run:
         try:
             results = ray.get(ref)
         except ray.exceptions.RayError as exc:
+            if stage == "summary":  # the segments are indexed; the source just has no summary
+                log.warning("summary of %s failed: %s", self.summaries[ref].outcome.ref.uri, exc)
+                self._store_analysis(self.summaries.pop(ref), None)
+                return
             self._fail(sids, f"{stage} failed: {exc}")
+            return
+        if stage == "summary":
+            self._store_analysis(self.summaries.pop(ref), results[0].to_json())
             return
         if len(results) != len(sids):
             self._fail(sids, f"{stage} returned {len(results)} results for {len(sids)} segments")
@@ -406,7 +449,8 @@ class _Run:
         seg.ref = None  # frames and audio are no longer needed: let the object store free them
         obs = Observations(segment_id=sid, source_id=seg.source.outcome.ref.source_id, span=seg.span,
                            visual=seg.results.get("visual"), audio=seg.results.get("audio"),
-                           speech=seg.results.get("speech"))
+                           speech=seg.results.get("speech"), caption=seg.results.get("caption"),
+                           clip=seg.results.get("clip"))
         self.fuse_buffer.append((sid, obs))
 
     def _fail(self, sids: list[int], reason: str) -> None:
@@ -444,15 +488,51 @@ class _Run:
 
     def _finish_sources(self) -> None:
         for src in list(self.active):
-            if src.decoding or src.unfinished:
+            if src.decoding or src.unfinished or src.analysis is not None:
                 continue
-            self.active.remove(src)
-            self.free_actors.append(src.actor)
-            outcome, report = src.outcome, src.outcome.report
-            if outcome.error is None and report is None:
+            outcome = src.outcome
+            if outcome.error is None and outcome.report is None:
                 outcome.error = f"{outcome.ref.uri}: decoder ended without a report"
-            if report is not None and outcome.segments_indexed:
-                self.ing.index.add_source(SourceInfo(
-                    source_id=outcome.ref.source_id, uri=outcome.ref.uri, name=outcome.ref.name,
-                    has_video=report.has_video, has_audio=report.has_audio, duration_ns=report.duration_ns,
-                    status="failed" if outcome.error else "done", error=outcome.error))
+            if outcome.report is None or not outcome.segments_indexed:
+                self._retire(src)
+                continue
+            self._analyse(src)
+
+    def _analyse(self, src: _Source) -> None:
+        """Shots, highlight scores and the summary of a source whose segments are all indexed.
+        The scores are computed here (cheap, in time order); the summary is written by the
+        ``summary`` stage, which holds the text encoder (and the vlm's model)."""
+        source_id = src.outcome.ref.source_id
+        stored = self.ing.index.store.segments_of_source(source_id)
+        shots = {r.segment_id: r for r in src.shot_results}
+        scorer = HighlightScorer()
+        signals = [Signals(s.segment_id, s.source_id, Span(s.start_ns, s.end_ns), s.events, s.loudness_db,
+                           shots[s.segment_id].motion if s.segment_id in shots else 0.0,
+                           len(shots[s.segment_id].cuts_ns) if s.segment_id in shots else 0, s.transcript)
+                   for s in stored]
+        scores = scorer.process(signals) + scorer.flush()
+        cuts = [(t, score) for r in src.shot_results for t, score in zip(r.cuts_ns, r.cut_scores)]
+        src.analysis = (cuts, scores)
+        item = SummaryInput(
+            source_id=source_id, name=src.outcome.ref.name, duration_ns=max((s.end_ns for s in stored), default=0),
+            segments=tuple(SegmentFacts(s.start_ns, s.end_ns, s.description, s.labels, s.events, s.transcript) for s in stored),
+            cuts_ns=tuple(t for t, _ in cuts),
+            highlights=tuple(merge_highlights(scores, [t for t, _ in cuts], min_score=DEFAULT_MIN_SCORE)))
+        ref = self.ing.pools["summary"].submit("summary", [item])
+        self.inflight[ref] = ("summary", [])
+        self.summaries[ref] = src
+
+    def _store_analysis(self, src: _Source, summary: dict | None) -> None:
+        cuts, scores = src.analysis
+        self.ing.index.store.put_analysis(src.outcome.ref.source_id, cuts=cuts, scores=scores, summary=summary)
+        self._retire(src)
+
+    def _retire(self, src: _Source) -> None:
+        self.active.remove(src)
+        self.free_actors.append(src.actor)
+        outcome, report = src.outcome, src.outcome.report
+        if report is not None and outcome.segments_indexed:
+            self.ing.index.add_source(SourceInfo(
+                source_id=outcome.ref.source_id, uri=outcome.ref.uri, name=outcome.ref.name,
+                has_video=report.has_video, has_audio=report.has_audio, duration_ns=report.duration_ns,
+                status="failed" if outcome.error else "done", error=outcome.error))

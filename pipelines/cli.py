@@ -1,4 +1,4 @@
-"""The command line: ``vidscope ingest | search | demo``.
+"""The command line: ``vidscope ingest | search | highlights | summary | ask | demo``.
 
 Every command takes ``--data DIR`` (default ``./vidscope-data`` or ``$VIDSCOPE_DATA``) and
 ``--json`` (machine-readable output on stdout). Errors go to stderr with a non-zero exit code.
@@ -39,6 +39,12 @@ def _ingest_options(p: argparse.ArgumentParser) -> None:
                    help="where encoders run; auto picks CUDA when torch sees a GPU")
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: start a local one)")
     p.add_argument("--sources-in-flight", type=int, default=2, help="files decoded concurrently (default 2)")
+    p.add_argument("--profile", choices=("offline", "clip", "vlm"), default="offline",
+                   help="models that describe the moments: offline (packaged, default), clip (CLIP/SigLIP joint "
+                        "image-text search) or vlm (a vision-language model writes captions and summaries)")
+    p.add_argument("--model", default=None, help="clip/vlm: a hub name or a local folder (with --endpoint: the served model's name)")
+    p.add_argument("--endpoint", default=None,
+                   help="vlm: an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (key from $VIDSCOPE_VLM_API_KEY)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("--top-k", type=int, default=5)
 
+    p = sub.add_parser("highlights", parents=[common], help="highlight moments with scores and why, best first")
+    p.add_argument("text", nargs="?", default=None, help="only highlights matching this text (e.g. 'applause')")
+    p.add_argument("--source", default=None, help="one source: its path, name or id (default: all)")
+    p.add_argument("--min-score", type=float, default=None, help="score a highlight needs, 0-1 (default 0.3)")
+    p.add_argument("--top-k", type=int, default=10)
+
+    p = sub.add_parser("summary", parents=[common], help="the summary of a source: overview, chapters, highlights")
+    p.add_argument("source", help="the source's path, name or id")
+
+    p = sub.add_parser("ask", parents=[common], help="answer a question about a source from its best-matching moments")
+    p.add_argument("source", help="the source's path, name or id")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=int, default=3, help="moments the answer is drawn from (default 3)")
+
     p = sub.add_parser("demo", parents=[common], help="build a demo video offline, ingest it, show what it finds")
     _ingest_options(p)
     return parser
@@ -69,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ingest(args)
         if args.command == "search":
             return cmd_search(args)
+        if args.command == "highlights":
+            return cmd_highlights(args)
+        if args.command == "summary":
+            return cmd_summary(args)
+        if args.command == "ask":
+            return cmd_ask(args)
         if args.command == "demo":
             from pipelines.demo import run_demo
 
@@ -87,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
 def ingest_config(args: argparse.Namespace):
     from operators.decode import DecodeConfig
     from pipelines.batch import IngestConfig
+    from pipelines.profiles import make_profile
 
+    profile = make_profile(args.profile, model=args.model, endpoint=args.endpoint, device=args.device)
     return IngestConfig(decode=DecodeConfig(frames_per_second=args.fps), window_seconds=args.window,
                         speech=not args.no_speech, speech_model=args.speech_model, device=args.device,
-                        max_sources_in_flight=args.sources_in_flight)
+                        max_sources_in_flight=args.sources_in_flight, profile=profile)
 
 
 def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = False) -> tuple[int, dict]:
@@ -98,6 +126,7 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     code and the summary (printed by the caller: as JSON with --json, as a line otherwise)."""
     from indexers.index import SegmentIndex
     from pipelines.batch import Ingestor, local_ray_cpus
+    from pipelines.profiles import load_profile, profile_name, save_profile
     from pipelines.runtime import RuntimeConfig, start_ray
     from pipelines.sources import expand
 
@@ -105,6 +134,11 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     config = ingest_config(args)
     started = time.perf_counter()
     if refs:
+        stored = load_profile(args.data) if (Path(args.data) / "profile.json").exists() else None
+        if stored is not None and stored != config.profile and not force:
+            raise ValueError(f"{args.data} was ingested with the {profile_name(stored)} profile ({stored}); "
+                             "use the same one, another --data folder, or --force to re-ingest everything with this one")
+        save_profile(args.data, config.profile)
         start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_ray_cpus(config)))
         with SegmentIndex(args.data) as index:
             ingestor = Ingestor(index, config, expected_sources=len(refs))
@@ -210,6 +244,57 @@ def cmd_search(args: argparse.Namespace) -> int:
     with open_searcher(args.data) as searcher:
         moments = searcher.search(args.text, top_k=args.top_k)
         print_moments(moments, as_json=args.json)
+    return 0
+
+
+def cmd_highlights(args: argparse.Namespace) -> int:
+    from indexers.highlights import find_highlights
+    from indexers.index import SegmentIndex
+    from pipelines.batch import DEFAULT_MIN_SCORE
+    from pipelines.query import find_source, open_searcher
+
+    min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score
+    options = dict(min_score=min_score, top_k=args.top_k)
+    if args.text is not None:
+        with open_searcher(args.data) as searcher:
+            source_id = find_source(searcher.index, args.source).source_id if args.source else None
+            found = find_highlights(searcher.index, source_id=source_id, text=args.text, searcher=searcher, **options)
+    else:
+        from pipelines.query import _check
+
+        with SegmentIndex(_check(args.data)) as index:
+            source_id = find_source(index, args.source).source_id if args.source else None
+            found = find_highlights(index, source_id=source_id, **options)
+    if args.json:
+        print(json.dumps([h.to_json() for h in found], indent=2))
+        return 0
+    if not found:
+        print(f"no highlights scoring {min_score} or more" + (f" that match {args.text!r}" if args.text else ""))
+    for rank, h in enumerate(found, 1):
+        doc = h.to_json()
+        print(f"{rank}. {doc['source']}  {_clock(doc['start'])}-{_clock(doc['end'])}  score {doc['score']:.2f}  "
+              f"{doc['reason']}  [{', '.join(doc['labels'])}]")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from pipelines.query import load_summary
+
+    source, summary = load_summary(args.data, args.source)
+    if args.json:
+        print(json.dumps({"source": source.name, "uri": source.uri, **summary.to_json()}, indent=2))
+    else:
+        print(summary.render(source.name))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from pipelines.query import ask
+
+    if args.top_k < 1:
+        raise ValueError("--top-k must be at least 1")
+    answer = ask(args.data, args.source, args.question, top_k=args.top_k)
+    print(json.dumps(answer.to_json(), indent=2) if args.json else answer.text)
     return 0
 
 

@@ -17,10 +17,12 @@ from typing import Literal, get_args
 
 import numpy as np
 
-SoundKind = Literal["crowd", "tone"]
+SoundKind = Literal["crowd", "applause", "tone"]
 
 CROWD_RECORDINGS = (Path("/usr/share/games/heroes/sfx/foule2.wav"), Path("/usr/share/games/heroes/sfx/foule1.wav"))
 """Real crowd cheering (11 kHz, 8-bit, 5.0 s and 2.4 s) from Debian's ``heroes-sound-effects``."""
+APPLAUSE_RECORDINGS = (Path("/usr/share/games/frozen-bubble/snd/applause.ogg"),)
+"""Real applause (44.1 kHz, 2.1 s) from Debian's ``frozen-bubble-data``."""
 TONE_FREQUENCY_HZ = 1000.0
 MARKER_SECONDS = 0.02
 """The marker is a 20 ms chirp: broadband, so its cross-correlation peak is one sample wide even
@@ -44,8 +46,9 @@ class Speech:
 
 @dataclass(frozen=True)
 class Sound:
-    """A non-speech event: ``"crowd"`` (real cheering, looped with cross-fades to any length) or
-    ``"tone"`` (a 1 kHz sine, a stand-in for a beep or an alarm)."""
+    """A non-speech event: ``"crowd"`` (real cheering) or ``"applause"`` (real clapping), each
+    looped with cross-fades to any length, or ``"tone"`` (a 1 kHz sine, a stand-in for a beep or
+    an alarm)."""
 
     kind: SoundKind
     at_seconds: float
@@ -117,8 +120,9 @@ def mix(events: tuple[AudioEvent, ...], *, duration_seconds: float, audio_start_
             clip = spoken[event.text]
         elif isinstance(event, Marker):
             clip = marker_waveform(sample_rate)
-        elif event.kind == "crowd":
-            clip = _crowd(round(event.duration_seconds * sample_rate), sample_rate, ffmpeg)
+        elif event.kind in ("crowd", "applause"):
+            recordings = CROWD_RECORDINGS if event.kind == "crowd" else APPLAUSE_RECORDINGS
+            clip = _recorded(recordings, round(event.duration_seconds * sample_rate), sample_rate, ffmpeg)
         else:
             n = round(event.duration_seconds * sample_rate)
             tone = 0.3 * np.sin(2 * np.pi * TONE_FREQUENCY_HZ * np.arange(n) / sample_rate)
@@ -168,12 +172,15 @@ def _speak(text: str, sample_rate: int, ffmpeg: str) -> np.ndarray:
     return 0.8 * voice / np.abs(voice).max()
 
 
-def _crowd(n_samples: int, sample_rate: int, ffmpeg: str) -> np.ndarray:
-    """The crowd recordings end to end, 0.25 s cross-fades between them, peak 0.6, faded in and out."""
-    missing = [p for p in CROWD_RECORDINGS if not p.exists()]
+_PACKAGES = {CROWD_RECORDINGS: "heroes-sound-effects", APPLAUSE_RECORDINGS: "frozen-bubble-data"}
+
+
+def _recorded(paths: tuple[Path, ...], n_samples: int, sample_rate: int, ffmpeg: str) -> np.ndarray:
+    """Recordings end to end (looped), 0.25 s cross-fades between them, peak 0.6, faded in and out."""
+    missing = [p for p in paths if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"{missing[0]} is missing: apt-get install heroes-sound-effects")
-    recordings = [_decode(ffmpeg, str(p), sample_rate) for p in CROWD_RECORDINGS]
+        raise FileNotFoundError(f"{missing[0]} is missing: apt-get install {_PACKAGES[paths]}")
+    recordings = [_decode(ffmpeg, str(p), sample_rate) for p in paths]
     fade = round(0.25 * sample_rate)
     ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
     out, joined = recordings[0], 1

@@ -1,0 +1,290 @@
+"""Highlight scores: how much each moment is worth watching, and why.
+
+Four signals, each mapped to ``[0, 1]`` and fused into one score per segment:
+
+- **excitement heard**: the best AudioSet event of excitement (cheering, applause, crowd,
+  laughter, shouting, whistles, sirens, gunshots, explosions...) among what the audio encoder
+  heard, its score divided by ``event_full``;
+- **loudness rise**: the segment's level above the source's own running baseline (median of the
+  last ``baseline_ns`` of sound, floored at ``quiet_floor_db`` so digital silence does not make
+  every sound a rise): 0 at ``rise_from_db``, 1 at ``rise_full_db``;
+- **visual activity**: motion above the source's running median, and cuts coming faster than
+  usual (a broadcast cuts to replays and reaction shots at the big moments);
+- **speech emphasis**: speech that is loud against the baseline, or exclaimed.
+
+The weights (``HighlightConfig``) make heard excitement the main evidence and a loudness rise its
+strongest corroboration; visual activity and emphasis alone reach about half the default
+``min_score``, so a busy edit without a reaction is not called a highlight. Weights were set on
+``bench/quality.py`` (real crowd and applause recordings over quiet and over speech).
+
+The scorer is causal with a look-ahead of one segment: segment t is scored when segment t+1 has
+been seen (or at ``flush``), and its score blends in its neighbours' so an event that straddles a
+window boundary is not split in two. Baselines only ever look back. The same object serves a file
+(all segments at once) and a live stream (one at a time).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .base import Operator, Resources
+from .records import NS_PER_SECOND, Scored, Span
+
+EXCITEMENT = {
+    "Cheering": "cheering", "Applause": "applause", "Clapping": "clapping", "Crowd": "crowd",
+    "Hubbub, speech noise, speech babble": "crowd noise", "Chatter": "chatter",
+    "Laughter": "laughter", "Belly laugh": "laughter", "Giggle": "laughter", "Chuckle, chortle": "laughter",
+    "Shout": "shouting", "Yell": "shouting", "Screaming": "screaming", "Children shouting": "shouting",
+    "Battle cry": "shouting", "Whoop": "whooping", "Roar": "roaring",
+    "Whistle": "whistle", "Whistling": "whistling", "Vuvuzela": "vuvuzela", "Air horn, truck horn": "air horn",
+    "Siren": "siren", "Civil defense siren": "siren", "Police car (siren)": "siren", "Ambulance (siren)": "siren",
+    "Fire engine, fire truck (siren)": "siren", "Emergency vehicle": "siren", "Alarm": "alarm",
+    "Gunshot, gunfire": "gunshot", "Machine gun": "gunfire", "Fusillade": "gunfire", "Artillery fire": "gunfire",
+    "Explosion": "explosion", "Burst, pop": "bang", "Boom": "boom", "Fireworks": "fireworks", "Firecracker": "firecracker",
+    "Glass": "breaking glass", "Shatter": "shattering",
+}  # fmt: skip
+"""AudioSet classes that mark excitement, and the words a reason uses for them."""
+
+
+@dataclass(frozen=True, slots=True)
+class HighlightConfig:
+    weight_event: float = 0.5
+    weight_loudness: float = 0.3
+    weight_visual: float = 0.12
+    weight_speech: float = 0.08
+    event_from: float = 0.05
+    event_full: float = 0.2
+    """Heard excitement counts from ``event_from`` and fully at ``event_full`` (the best event's
+    score plus half the second's: cheering and applause together are stronger evidence). YAMNet's
+    int8 scores are coarse: 0.18 is its usual "clearly there", 0.09 "maybe"."""
+    rise_from_db: float = 3.0
+    rise_full_db: float = 15.0
+    quiet_floor_db: float = -50.0
+    baseline_ns: int = 60 * NS_PER_SECOND
+    neighbour_weight: float = 0.25
+    """Share of a segment's score taken from its stronger neighbour (the look-ahead)."""
+
+    def __post_init__(self) -> None:
+        weights = (self.weight_event, self.weight_loudness, self.weight_visual, self.weight_speech)
+        if min(weights) < 0 or not 0.99 < sum(weights) < 1.01:
+            raise ValueError(f"highlight weights must be non-negative and sum to 1, got {weights}")
+        if (self.rise_full_db <= self.rise_from_db or self.event_full <= self.event_from
+                or not 0 <= self.neighbour_weight < 1):
+            raise ValueError(f"highlight config out of range: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """What the scorer needs to know of one segment (from the fused record and the shot detector)."""
+
+    segment_id: int
+    source_id: str
+    span: Span
+    events: Scored
+    loudness_db: float | None  # None: no audio track
+    motion: float = 0.0
+    cuts: int = 0
+    transcript: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HighlightScore:
+    """A segment's highlight score in ``[0, 1]``, the words for what made it (``labels``, most
+    telling first) and a short reason a person reads ("crowd cheering, 14 dB above the last minute")."""
+
+    segment_id: int
+    source_id: str
+    span: Span
+    score: float
+    labels: tuple[str, ...]
+    reason: str
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"a highlight score lies in [0, 1], got {self.score}")
+
+
+@dataclass(slots=True)
+class _Raw:
+    signals: Signals
+    score: float
+    labels: tuple[str, ...]
+    reason: str
+
+
+class HighlightScorer(Operator[Signals, HighlightScore]):
+    """Stateful: one per source, fed its segments in time order; emits each one segment late."""
+
+    name = "highlights"
+
+    def __init__(self, config: HighlightConfig = HighlightConfig()) -> None:
+        super().__init__(resources=Resources(cpus=0.05, memory_mb=64), batch_size=1)
+        self.config = config
+        self._levels: deque[tuple[int, float]] = deque()  # (start_ns, loudness) of recent sound
+        self._motions: deque[tuple[int, float]] = deque()
+        self._cut_times: deque[int] = deque()
+        self._cut_count = 0
+        self._seen_ns = 0
+        self._pending: list[_Raw] = []  # the last two raw scores: the one to emit and its look-ahead
+        self._previous_raw = 0.0
+
+    @property
+    def emit_delay_ns(self) -> int:
+        """One segment: a score waits for its successor."""
+        return self._pending[-1].signals.span.duration_ns if self._pending else 0
+
+    def process(self, batch: Sequence[Signals]) -> list[HighlightScore]:
+        out = []
+        for signals in batch:
+            self._pending.append(self._raw(signals))
+            if len(self._pending) == 2:
+                out.append(self._emit(self._pending[0], following=self._pending[1].score))
+                self._pending.pop(0)
+        return out
+
+    def flush(self) -> list[HighlightScore]:
+        out = [self._emit(raw, following=0.0) for raw in self._pending]
+        self._pending = []
+        return out
+
+    def _emit(self, raw: _Raw, *, following: float) -> HighlightScore:
+        w = self.config.neighbour_weight
+        score = (1 - w) * raw.score + w * max(self._previous_raw, following)
+        self._previous_raw = raw.score
+        s = raw.signals
+        return HighlightScore(s.segment_id, s.source_id, s.span, round(float(np.clip(score, 0.0, 1.0)), 4), raw.labels, raw.reason)
+
+    def _raw(self, s: Signals) -> _Raw:
+        cfg = self.config
+        baseline = self._baseline(s.span.start_ns)
+        event_name, event_score = _excitement(s.events)
+        heard = float(np.clip((event_score - cfg.event_from) / (cfg.event_full - cfg.event_from), 0, 1))
+        rise_db = None if s.loudness_db is None or baseline is None else s.loudness_db - max(baseline, cfg.quiet_floor_db)
+        loud = 0.0 if rise_db is None else float(np.clip((rise_db - cfg.rise_from_db) / (cfg.rise_full_db - cfg.rise_from_db), 0, 1))
+        visual, visual_word = self._visual(s)
+        speaking = any(name == "Speech" for name, _ in s.events[:3])
+        emphasis = 0.0
+        if speaking and (loud > 0.3 or "!" in s.transcript):
+            emphasis = 1.0 if "!" in s.transcript and loud > 0.3 else 0.6
+        score = cfg.weight_event * heard + cfg.weight_loudness * loud + cfg.weight_visual * visual + cfg.weight_speech * emphasis
+        labels, parts = [], []
+        if heard >= 0.3:
+            labels.append(event_name)
+            parts.append(event_name)
+        if loud > 0:
+            labels.append("loud")
+            parts.append(f"{rise_db:.0f} dB above the last minute")
+        if visual >= 0.3:
+            labels.append(visual_word)
+            parts.append(visual_word)
+        if emphasis:
+            labels.append("emphatic speech")
+            parts.append("emphatic speech")
+        self._remember(s)
+        reason = ", ".join(parts) if parts else "nothing stands out"
+        return _Raw(s, score, tuple(labels), reason[0].upper() + reason[1:])
+
+    def _baseline(self, now_ns: int) -> float | None:
+        while self._levels and self._levels[0][0] < now_ns - self.config.baseline_ns:
+            self._levels.popleft()
+        return float(np.median([level for _, level in self._levels])) if self._levels else None
+
+    def _visual(self, s: Signals) -> tuple[float, str]:
+        """Motion above this source's running median, and the recent cut rate against its own."""
+        window_ns = self.config.baseline_ns
+        while self._motions and self._motions[0][0] < s.span.start_ns - window_ns:
+            self._motions.popleft()
+        typical = float(np.median([m for _, m in self._motions])) if self._motions else s.motion
+        motion = float(np.clip((s.motion - max(typical, 0.01)) / max(2 * typical, 0.03), 0, 1))
+        while self._cut_times and self._cut_times[0] < s.span.start_ns - 10 * NS_PER_SECOND:
+            self._cut_times.popleft()
+        recent = len(self._cut_times) + s.cuts  # cuts in the last ~10 s
+        seen_s = max(self._seen_ns / NS_PER_SECOND, 10.0)
+        usual = self._cut_count / seen_s * 10.0  # cuts per 10 s so far
+        cutting = float(np.clip((recent - max(usual, 1.0) * 2) / 3, 0, 1))
+        return (motion, "fast motion") if motion >= cutting else (cutting, "rapid cuts")
+
+    def _remember(self, s: Signals) -> None:
+        if s.loudness_db is not None and s.loudness_db > -90:
+            self._levels.append((s.span.start_ns, s.loudness_db))
+        self._motions.append((s.span.start_ns, s.motion))
+        self._cut_times.extend([s.span.start_ns] * s.cuts)
+        self._cut_count += s.cuts
+        self._seen_ns = max(self._seen_ns, s.span.end_ns)
+
+
+def _excitement(events: Scored) -> tuple[str, float]:
+    """The strongest excitement event heard, as a reason's words ("crowd cheering" when both are)."""
+    found = [(EXCITEMENT[name], score) for name, score in events if name in EXCITEMENT]
+    if not found:
+        return "", 0.0
+    found.sort(key=lambda item: -item[1])
+    words = found[0][0]
+    if len(found) > 1 and {words, found[1][0]} == {"crowd", "cheering"}:
+        words = "crowd cheering"
+    return words, found[0][1] + (0.5 * found[1][1] if len(found) > 1 else 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class HighlightMoment:
+    """Adjacent highlight segments of one source merged into one clip; it scores its best segment
+    and gives that segment's reason, with every label met along the clip."""
+
+    source_id: str
+    span: Span
+    score: float
+    labels: tuple[str, ...]
+    reason: str
+    segment_ids: tuple[int, ...]
+
+
+def merge_highlights(scores: Sequence[HighlightScore], cuts_ns: Sequence[int] = (), *, min_score: float,
+                     max_moment_ns: int = 60 * NS_PER_SECOND) -> list[HighlightMoment]:
+    """Moments from one source's segment scores (any order), best first.
+
+    Consecutive segments scoring at least ``min_score`` join while the clip stays within
+    ``max_moment_ns``. A hard cut (at the junction nearest to it) ends a moment, unless the sound
+    that made both sides a highlight goes on across it: a crowd that keeps cheering over a cut to
+    the replay is one event."""
+    ordered = sorted(scores, key=lambda s: s.span.start_ns)
+    junctions = {_nearest_junction(ordered, t) for t in cuts_ns}
+    runs: list[list[HighlightScore]] = []
+    for i, score in enumerate(ordered):
+        if score.score < min_score:
+            continue
+        run = runs[-1] if runs else None
+        if (run is not None and run[-1] is ordered[i - 1] and run[-1].span.end_ns == score.span.start_ns
+                and score.span.end_ns - run[0].span.start_ns <= max_moment_ns
+                and (i not in junctions or _same_sound(run[-1], score))):
+            run.append(score)
+        else:
+            runs.append([score])
+    moments = [_moment(run) for run in runs]
+    return sorted(moments, key=lambda m: (-m.score, m.span.start_ns))
+
+
+def _nearest_junction(ordered: Sequence[HighlightScore], t_ns: int) -> int:
+    """Index i of the segment whose start (the junction between i-1 and i) lies nearest ``t_ns``."""
+    starts = np.array([s.span.start_ns for s in ordered], np.int64)
+    return int(np.argmin(np.abs(starts - t_ns))) if len(starts) else -1
+
+
+def _same_sound(a: HighlightScore, b: HighlightScore) -> bool:
+    """Both sides were made highlights by what was heard (a cheer that turns to applause is one event)."""
+    heard = set(EXCITEMENT.values()) | {"crowd cheering", "loud"}
+    return any(label in heard for label in a.labels) and any(label in heard for label in b.labels)
+
+
+def _moment(run: Sequence[HighlightScore]) -> HighlightMoment:
+    best = max(run, key=lambda s: s.score)
+    weight: dict[str, float] = {}
+    for s in run:
+        for rank, label in enumerate(s.labels):
+            weight[label] = weight.get(label, 0.0) + s.score / (1 + rank)
+    labels = tuple(sorted(weight, key=lambda label: -weight[label]))
+    return HighlightMoment(best.source_id, Span(run[0].span.start_ns, run[-1].span.end_ns), best.score, labels,
+                           best.reason, tuple(s.segment_id for s in run))

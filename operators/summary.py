@@ -1,0 +1,331 @@
+"""Summaries as people read them: chapters with their times, a few sentences for the whole source,
+and the timeline of highlights.
+
+Chapters follow the shots, grouped to a length that suits the source (about an eighth of it,
+between ``min_chapter_ns`` and ``max_chapter_ns``): a 48-s clip gets a chapter per shot, a
+two-hour match a chapter every few minutes cut where the picture changes.
+
+The ``offline`` profile writes from what was detected: per chapter what was seen most (visual
+labels weighted by confidence over its segments), the sounds that stand out, its most
+representative sentence and its highlights; for the whole source the subjects in order, the
+sound, the key sentences and the highlights. Key sentences are chosen by maximal marginal
+relevance over their MiniLM embeddings: central to what is said overall (mean similarity to the
+other sentences), but not repeating one another.
+
+With a ``vlm`` backend the model writes each chapter's line and the overview from the same
+material (segment captions included); times and the timeline stay computed, never generated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .base import Operator, Resources
+from .highlights import HighlightMoment
+from .records import NS_PER_SECOND, Scored, Span
+from .text import TextEncoder
+from .vlm import Prompt, VlmBackend, VlmConfig, load_backend
+
+QUIET_SOUNDS = {"Speech", "Silence", "Narration, monologue", "Conversation", "Male speech, man speaking",
+                "Female speech, woman speaking", "Speech synthesizer", "Radio", "Echo", "Reverberation"}  # fmt: skip
+"""Audio events too ordinary to mention (speech is quoted instead), with the room-tone classes
+("Inside, small room", "Outside, urban or manmade"): a summary says what stands out."""
+NOTABLE_SOUND_SCORE = 0.08
+"""A sound is mentioned when its mean score over the segments described reaches this."""
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFacts:
+    """What the summary may use of one segment (a stored segment, shorn of its vectors)."""
+
+    start_ns: int
+    end_ns: int
+    description: str
+    labels: Scored
+    events: Scored
+    transcript: str
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryInput:
+    source_id: str
+    name: str
+    duration_ns: int
+    segments: tuple[SegmentFacts, ...]  # in time order
+    cuts_ns: tuple[int, ...]
+    highlights: tuple[HighlightMoment, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Chapter:
+    span: Span
+    text: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    source_id: str
+    text: str
+    chapters: tuple[Chapter, ...]
+    timeline: tuple[HighlightMoment, ...]  # in time order
+    profile: str
+
+    def to_json(self) -> dict:
+        return {
+            "source_id": self.source_id,
+            "profile": self.profile,
+            "text": self.text,
+            "chapters": [{"start": c.span.start_seconds, "end": c.span.end_seconds, "text": c.text, "labels": list(c.labels)}
+                         for c in self.chapters],
+            "timeline": [{"start": h.span.start_seconds, "end": h.span.end_seconds, "score": h.score,
+                          "labels": list(h.labels), "reason": h.reason} for h in self.timeline],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Summary:
+        def span(item: dict) -> Span:
+            return Span(round(item["start"] * NS_PER_SECOND), round(item["end"] * NS_PER_SECOND))
+
+        chapters = tuple(Chapter(span(c), c["text"], tuple(c["labels"])) for c in data["chapters"])
+        timeline = tuple(HighlightMoment(data["source_id"], span(h), h["score"], tuple(h["labels"]), h["reason"], ())
+                         for h in data["timeline"])
+        return cls(data["source_id"], data["text"], chapters, timeline, data["profile"])
+
+    def render(self, name: str) -> str:
+        """The summary as a person reads it in a terminal."""
+        lines = [f"{name}", "", self.text, "", "Chapters:"]
+        lines += [f"  {clock(c.span.start_ns)}-{clock(c.span.end_ns)}  {c.text}" for c in self.chapters]
+        if self.timeline:
+            lines += ["", "Highlights:"]
+            lines += [f"  {clock(h.span.start_ns)}-{clock(h.span.end_ns)}  {h.score:.2f}  {h.reason}" for h in self.timeline]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryConfig:
+    min_chapter_ns: int = 8 * NS_PER_SECOND
+    max_chapter_ns: int = 5 * 60 * NS_PER_SECOND
+    chapters_per_source: int = 8
+    key_sentences: int = 4
+    mmr_lambda: float = 0.7
+    """Relevance against novelty when picking key sentences: 1 picks the most central ones even if
+    they say the same thing; 0 picks the most different ones even if marginal."""
+
+
+class Summariser(Operator[SummaryInput, Summary]):
+    """``offline`` when ``vlm`` is None, else the model writes the prose."""
+
+    name = "summary"
+
+    def __init__(self, *, text_encoder: TextEncoder | None = None, vlm: VlmConfig | None = None,
+                 config: SummaryConfig = SummaryConfig(), resources: Resources | None = None) -> None:
+        super().__init__(resources=resources or Resources(cpus=0.1, memory_mb=256), batch_size=1)
+        self.text_encoder = text_encoder or TextEncoder()
+        self.vlm = vlm
+        self.config = config
+        self._backend: VlmBackend | None = None
+
+    def setup(self) -> None:
+        self.text_encoder.setup()
+        if self.vlm is not None:
+            self._backend = load_backend(self.vlm)
+
+    def process(self, batch: Sequence[SummaryInput]) -> list[Summary]:
+        return [self.summarise(item) for item in batch]
+
+    def summarise(self, item: SummaryInput) -> Summary:
+        spans = chapter_spans(item.duration_ns, item.cuts_ns, self.config)
+        sentences = _sentences(item.segments)
+        key = self._key_sentences(sentences)
+        timeline = tuple(sorted(item.highlights, key=lambda h: h.span.start_ns))
+        chapters = []
+        for span in spans:
+            inside = [s for s in item.segments if span.start_ns <= s.start_ns < span.end_ns]
+            quotes = [text for start, text in sentences if span.start_ns <= start < span.end_ns]
+            chapter_highlights = [h for h in timeline if span.start_ns <= h.span.start_ns < span.end_ns]
+            chapters.append(self._chapter(span, inside, self._key_sentences(quotes, 1), chapter_highlights))
+        text = self._overview(item, chapters, key, timeline)
+        return Summary(item.source_id, text, tuple(chapters), timeline, "vlm" if self._backend else "offline")
+
+    def _key_sentences(self, sentences, k: int | None = None) -> list[str]:
+        texts = [s if isinstance(s, str) else s[1] for s in sentences]
+        k = k or self.config.key_sentences
+        if len(texts) <= 1:
+            return texts[:k]
+        vectors = self.text_encoder.embed(texts)
+        chosen = mmr(vectors, k, self.config.mmr_lambda)
+        return [texts[i] for i in sorted(chosen)]  # in the order they were said
+
+    def _chapter(self, span: Span, segments: Sequence[SegmentFacts], quotes: list[str],
+                 highlights: Sequence[HighlightMoment]) -> Chapter:
+        seen = dominant(segment.labels for segment in segments)[:2]
+        heard = notable_sounds(segments)[:2]
+        if self._backend is not None:
+            material = " ".join(s.description for s in segments)
+            prompt = (f"Detected in a video from {clock(span.start_ns)} to {clock(span.end_ns)}: {material}\n"
+                      "Describe this part of the video in one sentence.")
+            return Chapter(span, self._backend.generate([Prompt(prompt)])[0].strip() or "(no description)", tuple(seen))
+        parts = []
+        if seen:
+            parts.append(_shows(seen))
+        if heard:
+            parts.append(f"{_upper_first(_join([h.lower() for h in heard]))} can be heard.")
+        if quotes:
+            parts.append(f"Someone says: “{quotes[0]}”")
+        for moment in highlights:
+            parts.append(f"Highlight at {clock(moment.span.start_ns)}: {_lower_first(moment.reason)}.")
+        return Chapter(span, " ".join(parts) or "Nothing recognised.", tuple(seen))
+
+    def _overview(self, item: SummaryInput, chapters: Sequence[Chapter], key: list[str],
+                  timeline: Sequence[HighlightMoment]) -> str:
+        if self._backend is not None:
+            lines = "\n".join(f"{clock(c.span.start_ns)}-{clock(c.span.end_ns)}: {c.text}" for c in chapters)
+            said = " ".join(f"“{s}”" for s in key)
+            prompt = f"Chapters of the video {item.name}:\n{lines}\nKey things said: {said}\nSummarise the whole video in two or three sentences."
+            return self._backend.generate([Prompt(prompt)])[0].strip() or "(no summary)"
+        length = duration_words(item.duration_ns)
+        parts = [f"A {length} video in {len(chapters)} chapter{'s' if len(chapters) != 1 else ''}."]
+        subjects = []
+        for chapter in chapters:
+            for label in chapter.labels[:1]:
+                if label not in subjects:
+                    subjects.append(label)
+        if subjects:
+            parts.append(f"It shows {_join([_article(s) for s in subjects])}.")
+        heard = notable_sounds(item.segments)[:3]
+        speech = sum(1 for seg in item.segments if seg.transcript) / max(1, len(item.segments))
+        if speech > 0.2:
+            parts.append(f"Someone speaks through {'most' if speech > 0.6 else 'part'} of it" +
+                         (f"; {_join([h.lower() for h in heard])} can also be heard." if heard else "."))
+        elif heard:
+            parts.append(f"{_upper_first(_join([h.lower() for h in heard]))} can be heard.")
+        if key:
+            parts.append("Key lines: " + " ".join(f"“{s}”" for s in key))
+        if timeline:
+            best = max(timeline, key=lambda h: h.score)
+            parts.append(f"{len(timeline)} highlight{'s' if len(timeline) != 1 else ''}; the strongest at "
+                         f"{clock(best.span.start_ns)} ({_lower_first(best.reason)}).")
+        return " ".join(parts)
+
+
+def chapter_spans(duration_ns: int, cuts_ns: Sequence[int], config: SummaryConfig = SummaryConfig()) -> list[Span]:
+    """Chapters over ``[0, duration_ns)``: cut at shot boundaries once a chapter is long enough
+    (an eighth of the source, within the config's bounds), split in time when a shot is too long."""
+    if duration_ns <= 0:
+        return []
+    target = int(np.clip(duration_ns // config.chapters_per_source, config.min_chapter_ns, config.max_chapter_ns))
+    bounds, start = [0], 0
+    for cut in sorted(t for t in cuts_ns if 0 < t < duration_ns):
+        while cut - start > 2 * target:  # a long shot: cut it in time
+            start += target
+            bounds.append(start)
+        if cut - start >= target * 0.75 and duration_ns - cut >= target * 0.5:
+            bounds.append(cut)
+            start = cut
+    while duration_ns - start > 2 * target:
+        start += target
+        bounds.append(start)
+    bounds.append(duration_ns)
+    return [Span(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def mmr(vectors: np.ndarray, k: int, lam: float) -> list[int]:
+    """Indices of ``k`` rows chosen by maximal marginal relevance: relevance is a row's mean cosine
+    to all rows (centrality), the penalty its best cosine to rows already chosen."""
+    n = len(vectors)
+    similarity = vectors @ vectors.T
+    centrality = (similarity.sum(axis=1) - 1.0) / max(1, n - 1)
+    chosen: list[int] = []
+    while len(chosen) < min(k, n):
+        penalty = similarity[:, chosen].max(axis=1) if chosen else np.zeros(n)
+        gain = lam * centrality - (1 - lam) * penalty
+        gain[chosen] = -np.inf
+        chosen.append(int(np.argmax(gain)))
+    return chosen
+
+
+def dominant(scored_lists, *, min_share: float = 0.1) -> list[str]:
+    """Names ranked by their total score over many scored lists, those with a real share only."""
+    totals: dict[str, float] = {}
+    for scored in scored_lists:
+        for name, score in scored:
+            totals[name] = totals.get(name, 0.0) + score
+    if not totals:
+        return []
+    whole = sum(totals.values())
+    return [name for name in sorted(totals, key=lambda n: -totals[n]) if totals[name] >= min_share * whole]
+
+
+def notable_sounds(segments: Sequence[SegmentFacts]) -> list[str]:
+    """Sounds worth a mention over these segments, most present first: not speech or room tone,
+    and present on average (a cheer heard in 2 of 40 segments of a chapter is a highlight's
+    business, not the chapter's)."""
+    totals: dict[str, float] = {}
+    for segment in segments:
+        for name, score in segment.events:
+            if name not in QUIET_SOUNDS and not name.startswith(("Inside,", "Outside,")):
+                totals[name] = totals.get(name, 0.0) + score
+    n = max(1, len(segments))
+    return [name for name in sorted(totals, key=lambda k: -totals[k]) if totals[name] / n >= NOTABLE_SOUND_SCORE]
+
+
+def _sentences(segments: Sequence[SegmentFacts]) -> list[tuple[int, str]]:
+    """What was said, cut into sentences, each with the start of the segment where it begins."""
+    out: list[tuple[int, str]] = []
+    current, start = [], None
+    for segment in segments:
+        for word in segment.transcript.split():
+            if start is None:
+                start = segment.start_ns
+            current.append(word)
+            if re.search(r"[.!?]$", word):
+                out.append((start, " ".join(current)))
+                current, start = [], None
+        if not segment.transcript and current:  # a silent segment ends an unpunctuated sentence
+            out.append((start, " ".join(current)))
+            current, start = [], None
+    if current:
+        out.append((start, " ".join(current)))
+    return [(t, s) for t, s in out if len(s.split()) >= 2]
+
+
+def clock(t_ns: int) -> str:
+    seconds = int(t_ns // NS_PER_SECOND)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def duration_words(duration_ns: int) -> str:
+    seconds = duration_ns / NS_PER_SECOND
+    if seconds < 90:
+        return f"{round(seconds)}-second"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)}-minute"
+    return f"{seconds / 3600:.1f}-hour"
+
+
+def _article(label: str) -> str:
+    return ("an " if label[0].lower() in "aeiou" else "a ") + label
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _lower_first(text: str) -> str:
+    return text if text[:2].isupper() else text[:1].lower() + text[1:]
+
+
+def _shows(labels: Sequence[str]) -> str:
+    if len(labels) == 1:
+        return f"{_upper_first(_article(labels[0]))}."
+    return f"{_upper_first(_article(labels[0]))} (or {_article(labels[1])})."
