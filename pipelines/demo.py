@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from indexers.index import SegmentIndex
 from pipelines import synth
 
 QUERIES = ("a cat", "a cup of coffee", "rocket launch", "crowd cheering", "motorcycle")
@@ -42,11 +43,25 @@ def run_demo(args: argparse.Namespace) -> int:
                 continue
             print(f'\nvidscope search "{query}"')
             print_moments(moments, as_json=False)
+    from indexers.highlights import find_highlights
+    from pipelines.batch import DEFAULT_MIN_SCORE
+    from pipelines.query import load_summary
+
+    with SegmentIndex(args.data) as index:
+        source = index.store.find_source(str(video))
+        highlights = [h.to_json() for h in find_highlights(index, source_id=source.source_id, min_score=DEFAULT_MIN_SCORE)]
+    _, summary = load_summary(args.data, str(video))
+    report["highlights"], report["summary"] = highlights, summary.to_json()
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
-    else:
-        print(f"\nTry your own: vidscope search \"...\" --data {args.data}")
+        return 0
+    print(f"\nvidscope highlights\n" + ("\n".join(f"  {h['start']:5.1f}-{h['end']:5.1f} s  score {h['score']:.2f}  {h['reason']}"
+                                                  for h in highlights) or "  none"))
+    print(f"\nvidscope summary {video.name}\n")
+    print(summary.render(video.name))
+    print(f"\nTry your own: vidscope search \"...\" --data {args.data}  (also: highlights, summary {video.name}, "
+          f"ask {video.name} \"QUESTION\")")
     return 0
 
 

@@ -118,3 +118,63 @@ def test_demo_prints_one_json_document_whose_hits_match_its_truth(tmp_path, caps
     assert (cat["start"], cat["end"]) in {(0.0, 8.0), (40.0, 48.0)} or cat["end"] <= 8.0 or cat["start"] >= 40.0
     crowd = report["queries"]["crowd cheering"][0]  # the crowd is heard from 20 to 27 s
     assert crowd["start"] < 27.0 and crowd["end"] > 20.0
+    assert report["highlights"] and all(18.5 < h["end"] and h["start"] < 28.5 for h in report["highlights"])
+    assert len(report["summary"]["chapters"]) == 6  # a chapter per 8-s shot
+
+
+def run_json(capsys, *argv):
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_highlights_find_the_cheering_and_nothing_quiet(ingested, library, capsys):
+    data, _ = ingested
+    (crowd,) = library["truth"].sounds  # 19-23 s, over the motorcycle
+    found = run_json(capsys, "highlights", "--data", str(data))
+    assert found, "the crowd was not found"
+    best = found[0]
+    assert best["source"] == "story.mp4" and best["start"] < crowd.end_seconds + 1.5 and crowd.start_seconds - 1.5 < best["end"]
+    assert set(best["labels"]) & {"cheering", "crowd", "crowd cheering", "applause"}, best
+    assert all(h["start"] < crowd.end_seconds + 1.5 and crowd.start_seconds - 1.5 < h["end"] for h in found), found
+    # quiet.mp4 has nothing worth watching; a text filter keeps what matches it
+    assert run_json(capsys, "highlights", "--data", str(data), "--source", "quiet.mp4") == []
+    assert run_json(capsys, "highlights", "crowd cheering", "--data", str(data))[0]["start"] == best["start"]
+    assert run_json(capsys, "highlights", "--data", str(data), "--min-score", "0.99") == []
+
+
+def test_shots_are_stored_and_moments_keep_to_them(ingested, library, capsys):
+    data, _ = ingested
+    with sqlite3.connect(data / "vidscope.sqlite3") as db:
+        cuts = [t / 1e9 for (t,) in db.execute(
+            "select t_ns from cuts join sources using (source_id) where name='story.mp4' order by t_ns")]
+    truth = [s.start_seconds for s in library["truth"].shots[1:]]
+    assert len(cuts) == len(truth) and all(abs(a - b) <= 0.5 for a, b in zip(cuts, truth)), cuts
+    for query in ("a cat", "a rocket"):
+        best = search(data, query, capsys)[0]
+        assert not any(best["start"] + 0.5 < t < best["end"] - 0.5 for t in truth), (query, best)
+
+
+def test_summary_reads_like_the_video(ingested, library, capsys):
+    data, _ = ingested
+    summary = run_json(capsys, "summary", "story.mp4", "--data", str(data))
+    assert {"text", "chapters", "timeline"} <= summary.keys()
+    assert len(summary["chapters"]) >= 2 and summary["chapters"][0]["start"] == 0.0
+    text = " ".join([summary["text"], *(c["text"] for c in summary["chapters"])]).lower()
+    named = [shot.photo for shot in library["truth"].shots if any(w.lower() in text for w in shot.expected_words)]
+    assert len(named) >= 3, (named, text)
+    assert {"remember", "buy", "fresh", "bread"} & set(text.replace("“", " ").replace("”", " ").replace(".", " ").split())
+    assert summary["timeline"] and 17.5 <= summary["timeline"][0]["start"] <= 24.5, summary["timeline"]
+    capsys.readouterr()
+    assert main(["summary", "story.mp4", "--data", str(data)]) == 0
+    assert "Chapters:" in capsys.readouterr().out
+    assert main(["summary", "no-such-video.mp4", "--data", str(data)]) == 2
+
+
+def test_ask_offline_answers_with_the_matching_moment_and_its_words(ingested, library, capsys):
+    data, _ = ingested
+    answer = run_json(capsys, "ask", "story.mp4", "what should I buy?", "--data", str(data))
+    (phrase,) = library["truth"].speech
+    best = answer["moments"][0]
+    assert answer["profile"] == "offline" and best["start"] < phrase.end_seconds and phrase.start_seconds < best["end"]
+    assert "Said there" in answer["answer"]
