@@ -135,9 +135,9 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     started = time.perf_counter()
     if refs:
         stored = load_profile(args.data) if (Path(args.data) / "profile.json").exists() else None
-        if stored is not None and stored != config.profile and not force:
+        if stored is not None and stored != config.profile:  # one folder's vectors come from one set of models
             raise ValueError(f"{args.data} was ingested with the {profile_name(stored)} profile ({stored}); "
-                             "use the same one, another --data folder, or --force to re-ingest everything with this one")
+                             "ingest with the same one, or into another --data folder")
         save_profile(args.data, config.profile)
         start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_ray_cpus(config)))
         with SegmentIndex(args.data) as index:
