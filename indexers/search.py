@@ -196,6 +196,7 @@ class Searcher:
         return best + self.config.agree_bonus * max(0, agreeing - 1), ranked
 
     def _moments(self, scored: dict[int, tuple[float, tuple]], top_k: int) -> list[Moment]:
+        self._cuts.clear()  # read once per query: a live source gains cuts while it is searched
         segments = self.index.store.get_segments(scored)
         by_source: dict[str, list[_Hit]] = {}
         for sid, segment in segments.items():
@@ -239,7 +240,7 @@ class Searcher:
         def cut_between(before: _Hit, after: _Hit) -> bool:
             """A hard cut lies nearer to this junction than to any other: the moment ends there."""
             half = (after.segment.end_ns - after.segment.start_ns) // 2
-            return any(abs(t - after.segment.start_ns) < half for t in cuts)
+            return any(abs(t - after.segment.start_ns) <= half for t in cuts)
 
         def joins_here(before: _Hit, after: _Hit, candidate: _Hit, start_ns: int, end_ns: int) -> bool:
             return joins(before, after, candidate, start_ns, end_ns) and not cut_between(before, after)

@@ -13,8 +13,9 @@ Four signals, each mapped to ``[0, 1]`` and fused into one score per segment:
 - **speech emphasis**: speech that is loud against the baseline, or exclaimed.
 
 The weights (``HighlightConfig``) make heard excitement the main evidence and a loudness rise its
-strongest corroboration; visual activity and emphasis alone reach about half the default
-``min_score``, so a busy edit without a reaction is not called a highlight. Weights were set on
+strongest corroboration: a rise alone, however long, stays below the default ``min_score`` (0.3),
+and so do visual activity or emphasis alone, so a busy edit or a music swell without a reaction
+is not called a highlight; loud exclaimed speech just reaches it. Weights were set on
 ``bench/quality.py`` (real crowd and applause recordings over quiet and over speech).
 
 The scorer is causal with a look-ahead of one segment: segment t is scored when segment t+1 has
@@ -52,8 +53,8 @@ EXCITEMENT = {
 
 @dataclass(frozen=True, slots=True)
 class HighlightConfig:
-    weight_event: float = 0.5
-    weight_loudness: float = 0.3
+    weight_event: float = 0.55
+    weight_loudness: float = 0.25
     weight_visual: float = 0.12
     weight_speech: float = 0.08
     event_from: float = 0.05

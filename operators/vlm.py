@@ -145,8 +145,8 @@ CAPTION_PROMPT = "Describe what happens in this video clip in one sentence."
 
 class Captioner(Operator[Segment, CaptionResult]):
     """One caption per segment, written by the ``vlm`` model from the segment's frames (and its
-    audio, for models that hear). A segment with neither frames nor audio gets an empty caption
-    without a model call."""
+    audio, for models that hear). A segment with neither frames nor audio, or any segment when the
+    model behind an endpoint is not sent frames, gets an empty caption without a model call."""
 
     name = "caption"
 
@@ -168,6 +168,10 @@ class Captioner(Operator[Segment, CaptionResult]):
     def process(self, batch: Sequence[Segment]) -> list[CaptionResult]:
         if self._backend is None:
             raise RuntimeError(f"{self.name}: call setup() before process()")
+        if isinstance(self.config, EndpointVlm) and not self.config.send_frames:
+            # A text-only endpoint cannot see the segment: a caption would be invented. The
+            # labels describe the picture instead; the model still writes summaries and answers.
+            return [CaptionResult(s.id, "") for s in batch]
         media = [s for s in batch if len(s.frames) or s.audio is not None]
         texts = iter(self._backend.generate([Prompt.of(s, self.prompt) for s in media]) if media else [])
         return [CaptionResult(s.id, next(texts).strip() if (len(s.frames) or s.audio is not None) else "")

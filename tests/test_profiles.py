@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.synth import Scene, Sound, Speech, build_video
+from test_vlm_endpoint import API_KEY, llama_server  # noqa: F401 - the real llama.cpp server fixture
 from tiny_clip import build_tiny_clip
 from tiny_models import build_tiny
 
@@ -68,3 +69,20 @@ def test_vlm_profile_captions_summarises_and_answers(video, tmp_path, capsys):
     assert all(c["text"] for c in summary["chapters"])
     answer = run_json(capsys, "ask", "short.mp4", "what is on screen?", "--data", str(data))
     assert answer["profile"] == "vlm" and answer["answer"] and answer["moments"]
+
+
+def test_vlm_profile_over_an_openai_compatible_endpoint(video, llama_server, tmp_path, capsys, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("VIDSCOPE_VLM_API_KEY", API_KEY)
+    data = tmp_path / "data"
+    report = run_json(capsys, "ingest", str(video), "--data", str(data), "--profile", "vlm", "--endpoint", llama_server,
+                      "--no-speech")
+    assert report["segments"] == 4 and report["failed"] == []
+    assert "api_key" not in (data / "profile.json").read_text()  # the key stays in the environment
+    descriptions = [d for (d,) in rows(data, "select description from segments order by start_ns")]
+    assert not any(d.startswith("Seen: ") and "a photo" in d for d in descriptions)
+    # a text-only endpoint is not asked to caption pictures it cannot see: the labels stay
+    assert all("Seen: " in d for d in descriptions[:2])
+    summary = run_json(capsys, "summary", "short.mp4", "--data", str(data))
+    assert summary["profile"] == "vlm" and summary["text"]
+    answer = run_json(capsys, "ask", "short.mp4", "what is on screen?", "--data", str(data))
+    assert answer["profile"] == "vlm" and answer["answer"]

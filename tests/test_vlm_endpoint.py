@@ -163,11 +163,15 @@ def test_captioner_over_the_endpoint(llama_server):
     with_frames = Segment("cam", span, coloured_frames(2), pts, None)
     empty = Segment("cam", Span(seconds_to_ns(6.0), seconds_to_ns(8.0)), np.zeros((0, 24, 32, 3), np.uint8),
                     np.zeros(0, np.int64), None)
-    captioner = Captioner(endpoint(llama_server))
+    captioner = Captioner(endpoint(llama_server, send_frames=True))
     captioner.setup()
     captions = captioner.process([with_frames, empty])
     assert [c.segment_id for c in captions] == [with_frames.id, empty.id]
     assert captions[0].text and captions[1].text == ""
+    # Not sending frames, the model cannot see the segment: no caption is invented for it.
+    blind = Captioner(endpoint(llama_server))
+    blind.setup()
+    assert [c.text for c in blind.process([with_frames])] == [""]
 
 
 def test_server_error_body_is_surfaced(llama_server):
