@@ -69,3 +69,18 @@ def resolve_device(device: Device) -> str:
 def torch_threads(resources: Resources) -> int:
     """Intra-op threads for a torch/ONNX worker: its declared CPUs, at least one."""
     return max(1, int(round(resources.cpus)))
+
+
+def move_inputs(encoded, device: str, dtype) -> dict:
+    """A processor's output on ``device``: tensors moved, floating ones (pixels, audio features)
+    cast to the model's ``dtype``; token ids and masks keep their integer type."""
+    import torch
+
+    inputs = {}
+    for key, value in encoded.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if value.is_floating_point():
+                value = value.to(dtype)
+        inputs[key] = value
+    return inputs

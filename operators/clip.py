@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .base import Device, Operator, Resources, resolve_device, torch_threads
+from .base import Device, Operator, Resources, move_inputs, resolve_device, torch_threads
 from .records import ClipResult, Segment
 
 _TRUE = {"1", "ON", "YES", "TRUE"}  # what huggingface_hub accepts as "set" for HF_HUB_OFFLINE
@@ -127,16 +127,7 @@ class ClipEncoder(Operator[Segment, ClipResult]):
         self._dim = int(self.embed_text(["a photo"]).shape[1])  # also warms up
 
     def _inputs(self, encoded) -> dict:
-        import torch
-
-        inputs = {}
-        for key, value in encoded.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self._device)
-                if value.is_floating_point():
-                    value = value.to(self._dtype)
-            inputs[key] = value
-        return inputs
+        return move_inputs(encoded, self._device, self._dtype)
 
     def embed_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """float32 ``[len(images), dim]``, one L2-normalised row per uint8 RGB ``[H, W, 3]`` image."""

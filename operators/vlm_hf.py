@@ -30,7 +30,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .base import resolve_device
+from .base import move_inputs, resolve_device
 from .vlm import Prompt, TransformersVlm
 
 _TRUE = {"1", "ON", "YES", "TRUE"}  # what huggingface_hub accepts as "set" for HF_HUB_OFFLINE
@@ -219,14 +219,7 @@ class TransformersBackend:
         if "video_second_per_grid" in encoded:  # Qwen2.5-Omni takes one fps per call: give each video its own
             patch = self._processor.video_processor.temporal_patch_size
             encoded["video_second_per_grid"] = torch.tensor([patch / rate for rate in rates])
-        inputs = {}
-        for key, value in encoded.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self._device)
-                if value.is_floating_point():
-                    value = value.to(self._dtype)
-            inputs[key] = value
-        return inputs
+        return move_inputs(encoded, self._device, self._dtype)
 
     def _generate(self, prompts: list[Prompt], frames: int, hears: bool) -> list[str]:
         import torch
