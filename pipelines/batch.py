@@ -23,17 +23,17 @@ import ray
 from indexers.index import SegmentIndex
 from indexers.store import SourceInfo
 from operators.audio_events import AudioEventEncoder
-from operators.clip import ClipEncoder
-from operators.highlights import HighlightScorer, Signals, merge_highlights
-from operators.shots import ShotDetector, ShotResult
-from operators.summary import SegmentFacts, Summariser, SummaryInput
-from operators.vlm import Captioner
 from operators.base import Device, Operator, Resources
+from operators.clip import ClipEncoder
 from operators.decode import DecodeConfig
 from operators.fuse import Fuse, Observations
+from operators.highlights import HighlightScorer, Signals, merge_highlights
 from operators.records import NS_PER_SECOND, Segment, Span, seconds_to_ns
+from operators.shots import ShotDetector, ShotResult
 from operators.speech import SpeechRecognizer
+from operators.summary import SegmentFacts, Summariser, SummaryInput
 from operators.visual import VisualEncoder
+from operators.vlm import Captioner
 from pipelines.profiles import ClipProfile, Offline, Profile, VlmProfile
 from pipelines.runtime import SourceActor, SourceReport, StagePool, cluster_cpus, pool_size
 from pipelines.sources import SourceRef
@@ -92,7 +92,8 @@ class IngestConfig:
 
 
 def build_operators(config: IngestConfig) -> dict[str, Operator]:
-    """The offline profile's stages, with the config's overrides applied."""
+    """The stages of the config's profile (the offline encoders, plus CLIP or the vlm captioner),
+    the summariser, and the config's overrides applied."""
     fuse = Fuse(device=config.device, batch_size=16)
     ops: dict[str, Operator] = {
         "visual": VisualEncoder(device=config.device, batch_size=8),
@@ -124,7 +125,8 @@ SOURCE_ACTOR_CPUS = 0.5
 STARTUP_TIMEOUT_S = 300
 GPU_STAGES = ("visual", "speech", "fuse", "clip", "caption")
 GPU_SHARE = 0.25
-"""Each GPU stage reserves a quarter of a device: one replica of the three fits on one GPU."""
+"""Each GPU stage reserves a quarter of a device: a profile runs at most four GPU stages (visual,
+speech, fuse, and clip or caption), so one replica of them fits on one GPU."""
 
 
 def required_cpus(operators: Mapping[str, Operator], config: IngestConfig) -> float:

@@ -251,7 +251,7 @@ def cmd_highlights(args: argparse.Namespace) -> int:
     from indexers.highlights import find_highlights
     from indexers.index import SegmentIndex
     from pipelines.batch import DEFAULT_MIN_SCORE
-    from pipelines.query import find_source, open_searcher
+    from pipelines.query import data_folder, find_source, open_searcher
 
     min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score
     options = dict(min_score=min_score, top_k=args.top_k)
@@ -260,9 +260,7 @@ def cmd_highlights(args: argparse.Namespace) -> int:
             source_id = find_source(searcher.index, args.source).source_id if args.source else None
             found = find_highlights(searcher.index, source_id=source_id, text=args.text, searcher=searcher, **options)
     else:
-        from pipelines.query import _check
-
-        with SegmentIndex(_check(args.data)) as index:
+        with SegmentIndex(data_folder(args.data)) as index:
             source_id = find_source(index, args.source).source_id if args.source else None
             found = find_highlights(index, source_id=source_id, **options)
     if args.json:

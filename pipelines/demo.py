@@ -56,8 +56,8 @@ def run_demo(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0
-    print(f"\nvidscope highlights\n" + ("\n".join(f"  {h['start']:5.1f}-{h['end']:5.1f} s  score {h['score']:.2f}  {h['reason']}"
-                                                  for h in highlights) or "  none"))
+    lines = [f"  {h['start']:5.1f}-{h['end']:5.1f} s  score {h['score']:.2f}  {h['reason']}" for h in highlights]
+    print("\nvidscope highlights\n" + ("\n".join(lines) or "  none"))
     print(f"\nvidscope summary {video.name}\n")
     print(summary.render(video.name))
     print(f"\nTry your own: vidscope search \"...\" --data {args.data}  (also: highlights, summary {video.name}, "

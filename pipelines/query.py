@@ -19,7 +19,8 @@ from operators.text import TextEncoder
 from pipelines.profiles import ClipProfile, VlmProfile, load_profile
 
 
-def _check(data_dir: Path) -> Path:
+def data_folder(data_dir: Path) -> Path:
+    """``data_dir`` when it holds an index; a clear error telling how to make one otherwise."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ValueError(f"no index at {data_dir}: run `vidscope ingest PATH --data {data_dir}` first")
@@ -29,7 +30,7 @@ def _check(data_dir: Path) -> Path:
 @contextmanager
 def open_searcher(data_dir: Path, *, device: str = "cpu") -> Iterator[Searcher]:
     """Open the index read-side and load the text encoder(s) once; reuse the searcher for many queries."""
-    data_dir = _check(data_dir)
+    data_dir = data_folder(data_dir)
     encoder = TextEncoder(device=device)
     encoder.setup()
     joint = {}
@@ -53,7 +54,7 @@ def find_source(index: SegmentIndex, key: str) -> SourceInfo:
 
 
 def load_summary(data_dir: Path, key: str) -> tuple[SourceInfo, Summary]:
-    with SegmentIndex(_check(data_dir)) as index:
+    with SegmentIndex(data_folder(data_dir)) as index:
         source = find_source(index, key)
         stored = index.store.get_summary(source.source_id)
     if stored is None:
@@ -81,7 +82,7 @@ def ask(data_dir: Path, key: str, question: str, *, top_k: int = 3) -> Answer:
     ``offline`` profile answers with those moments and quotes of what was said in them."""
     if not question.strip():
         raise ValueError("the question is empty")
-    data_dir = _check(data_dir)
+    data_dir = data_folder(data_dir)
     with open_searcher(data_dir) as searcher:
         source = find_source(searcher.index, key)
         ids = [s.segment_id for s in searcher.index.store.segments_of_source(source.source_id)]
