@@ -26,7 +26,9 @@ class Aligner(Operator[DecodedFrame | Thumbnail | AudioChunk, Segment]):
 
     def __init__(self, source_id: str, *, has_video: bool, has_audio: bool, window_ns: int = 2 * NS_PER_SECOND,
                  max_skew_ns: int = 10 * NS_PER_SECOND, tail_ns: int = 100_000_000, sample_rate: int = AUDIO_SAMPLE_RATE,
-                 meta: Mapping[str, object] | None = None, resources: Resources | None = None) -> None:
+                 meta: Mapping[str, object] | None = None, resources: Resources | None = None, start_ns: int = 0) -> None:
+        """``start_ns``: where the first window starts (a live stream's reconnection resumes the
+        clock there); anything earlier is dropped."""
         super().__init__(resources=resources, batch_size=1)
         if window_ns <= 0:
             raise ValueError(f"window must be positive, got {window_ns} ns")
@@ -40,15 +42,15 @@ class Aligner(Operator[DecodedFrame | Thumbnail | AudioChunk, Segment]):
         self.has_video = has_video
         self.has_audio = has_audio
         self.meta = dict(meta or {})
-        self._window_start_ns = 0
+        self._window_start_ns = int(start_ns)
         self._frames: list[DecodedFrame] = []
         self._frame_shape: tuple[int, ...] = (0, 0, 3)
         self._thumbs: list[Thumbnail] = []
         self._thumb_shape: tuple[int, ...] = (1, 1, 3)
         self._video_watermark_ns = -1  # newest frame time seen
         self._audio: list[np.ndarray] = []
-        self._audio_base = 0  # sample index of the first buffered sample (== current window start)
-        self._audio_end = 0  # sample index one past the last buffered sample
+        self._audio_base = sample_index(self._window_start_ns, sample_rate)  # first buffered sample (== window start)
+        self._audio_end = self._audio_base  # one past the last buffered sample
 
     @classmethod
     def default_resources(cls) -> Resources:

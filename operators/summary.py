@@ -146,6 +146,8 @@ class Summariser(Operator[SummaryInput, Summary]):
         chapters = []
         for span in spans:
             inside = [s for s in item.segments if span.start_ns <= s.start_ns < span.end_ns]
+            if not inside:  # a live stream that was down: nothing to tell
+                continue
             quotes = [text for start, text in sentences if span.start_ns <= start < span.end_ns]
             chapter_highlights = [h for h in timeline if span.start_ns <= h.span.start_ns < span.end_ns]
             chapters.append(self._chapter(span, inside, self._key_sentences(quotes, 1), chapter_highlights))

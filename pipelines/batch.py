@@ -229,7 +229,7 @@ class Ingestor:
                 self.pools[name] = pool
         sources = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
         self._source_cpus = source_cpus
-        self.source_actors = [SourceActor.options(num_cpus=source_cpus).remote() for _ in range(sources)]
+        self.source_actors = [self._new_source_actor(source_cpus) for _ in range(sources)]
         try:
             for pool in self._unique_pools():
                 self.setup_seconds.update(pool.wait_ready(timeout_s=STARTUP_TIMEOUT_S))
@@ -261,9 +261,13 @@ class Ingestor:
 
     def replace_source_actor(self, dead) -> object:
         """A source actor that died (a decoder crash, out of memory) is replaced, not reused."""
-        fresh = SourceActor.options(num_cpus=self._source_cpus).remote()
+        fresh = self._new_source_actor(self._source_cpus)
         self.source_actors = [fresh if a is dead else a for a in self.source_actors]
         return fresh
+
+    def _new_source_actor(self, cpus: float):
+        """A file decoder; the live pipeline starts stream readers instead."""
+        return SourceActor.options(num_cpus=cpus).remote()
 
     def _groups(self) -> list[tuple[str, ...]]:
         grouped = [tuple(n for n in group if n in self.operators) for group in self.config.groups]
@@ -280,6 +284,9 @@ class Ingestor:
         for actor in self.source_actors:
             ray.kill(actor)
 
+    def _run(self, on_progress: Progress | None) -> _Run:
+        return _Run(self, on_progress)
+
     def ingest(self, refs: list[SourceRef], *, force: bool = False, on_progress: Progress | None = None) -> IngestResult:
         if not self.pools:
             self.start()
@@ -294,13 +301,14 @@ class Ingestor:
                 outcome.skipped = True
             else:
                 queue.append(outcome)
-        run = _Run(self, on_progress)
+        run = self._run(on_progress)
         run.go(queue)
         return IngestResult(outcomes, run.segments_done, run.media_ns_done / NS_PER_SECOND, time.perf_counter() - started)
 
 
 class _Run:
-    """One ingest call's event loop."""
+    """One ingest call's event loop. ``tick`` runs once per turn (the live pipeline saves, reports
+    status and stops streams there)."""
 
     def __init__(self, ingestor: Ingestor, on_progress: Progress | None) -> None:
         self.ing = ingestor
@@ -315,8 +323,12 @@ class _Run:
         self.segments_done = 0
         self.media_ns_done = 0
 
+    def tick(self) -> None:
+        pass
+
     def go(self, queue: deque[SourceOutcome]) -> None:
         while queue or self.active or self.inflight:
+            self.tick()
             while queue and self.free_actors:
                 self._start(queue.popleft())
             waitables = list(self.inflight)
@@ -537,4 +549,5 @@ class _Run:
             self.ing.index.add_source(SourceInfo(
                 source_id=outcome.ref.source_id, uri=outcome.ref.uri, name=outcome.ref.name,
                 has_video=report.has_video, has_audio=report.has_audio, duration_ns=report.duration_ns,
-                status="failed" if outcome.error else "done", error=outcome.error))
+                status="failed" if outcome.error else "done", error=outcome.error,
+                ingested_at_ns=report.anchor_wall_ns or time.time_ns()))

@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-process sources already indexed")
     _ingest_options(p)
 
+    p = sub.add_parser("live", parents=[common], help="ingest a live stream until stopped (Ctrl-C or SIGTERM)")
+    p.add_argument("url", help="udp://, rtsp://, rtmp://, http(s):// (HLS), or anything FFmpeg reads live")
+    p.add_argument("--name", required=True, help="the stream's name: restarting with the same name continues it")
+    p.add_argument("--max-queue", type=int, default=30,
+                   help="segments waiting for the encoders before the oldest is dropped (default 30)")
+    _ingest_options(p)
+
     p = sub.add_parser("search", parents=[common], help="moments that match a text query, best first")
     p.add_argument("text")
     p.add_argument("--top-k", type=int, default=5)
@@ -87,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "ingest":
             return cmd_ingest(args)
+        if args.command == "live":
+            return cmd_live(args)
         if args.command == "search":
             return cmd_search(args)
         if args.command == "highlights":
@@ -126,7 +135,6 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     code and the summary (printed by the caller: as JSON with --json, as a line otherwise)."""
     from indexers.index import SegmentIndex
     from pipelines.batch import Ingestor, local_ray_cpus
-    from pipelines.profiles import load_profile, profile_name, save_profile
     from pipelines.runtime import RuntimeConfig, start_ray
     from pipelines.sources import expand
 
@@ -134,11 +142,7 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     config = ingest_config(args)
     started = time.perf_counter()
     if refs:
-        stored = load_profile(args.data) if (Path(args.data) / "profile.json").exists() else None
-        if stored is not None and stored != config.profile:  # one folder's vectors come from one set of models
-            raise ValueError(f"{args.data} was ingested with the {profile_name(stored)} profile ({stored}); "
-                             "ingest with the same one, or into another --data folder")
-        save_profile(args.data, config.profile)
+        use_profile(args.data, config.profile)
         start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_ray_cpus(config)))
         with SegmentIndex(args.data) as index:
             ingestor = Ingestor(index, config, expected_sources=len(refs))
@@ -171,6 +175,19 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     for path, reason in failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     return (1 if failures else 0), summary
+
+
+def use_profile(data: Path, profile) -> None:
+    """Record the profile a data folder is ingested with; refuse another one (one folder's
+    vectors come from one set of models)."""
+    from pipelines.profiles import PROFILE_FILE, load_profile, profile_name, save_profile
+
+    if (Path(data) / PROFILE_FILE).exists():
+        stored = load_profile(data)
+        if stored != profile:
+            raise ValueError(f"{data} was ingested with the {profile_name(stored)} profile ({stored}); "
+                             "ingest with the same one, or into another --data folder")
+    save_profile(data, profile)
 
 
 def print_ingest_summary(summary: dict) -> None:
@@ -234,6 +251,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         print_ingest_summary(summary)
     return code
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from pipelines.live import LiveOptions, run_live
+
+    if args.url.startswith("kafka://"):
+        raise ValueError("kafka:// sources are not supported yet (issue 4 is in progress): use a UDP, RTSP, RTMP or HLS URL")
+    if args.max_queue < 2:
+        raise ValueError("--max-queue must be at least 2")
+    config = ingest_config(args)
+    use_profile(args.data, config.profile)
+    result = run_live(args.data, config, LiveOptions(args.url, args.name, max_queue=args.max_queue),
+                      ray_address=args.ray_address)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['name']}: {result['segments_indexed']} segments indexed in {result['wall_seconds']:.0f} s"
+              + (f" ({result['error']})" if result["error"] else ""))
+    return 1 if result["error"] else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -145,6 +145,8 @@ class SourceReport:
     damaged_packets: int
     frames_decoded: int
     decode_cpu_seconds: float
+    anchor_wall_ns: int | None = None
+    """Live streams: the wall-clock time of stream time 0 (a moment at t happened at anchor + t)."""
 
 
 @ray.remote

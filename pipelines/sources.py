@@ -21,9 +21,13 @@ class SourceRef:
     source_id: str
     """Stable id: for a file, a fingerprint of its content, so the same video found under two
     names or ingested twice is one source; for a URL, the URL."""
+    given_name: str | None = None
+    """A live stream's ``--name``; files are named by their file name."""
 
     @property
     def name(self) -> str:
+        if self.given_name:
+            return self.given_name
         return Path(self.uri).name if "://" not in self.uri else self.uri
 
 

@@ -1,0 +1,248 @@
+"""Live ingest: one long-lived reader actor per stream, feeding the same encoder pools as batch.
+
+``LiveSourceActor.segments`` has the batch source actor's signature, so the batch driver runs a
+stream like a file that never ends: a thread reads the stream (``operators.live.LiveReader``,
+reconnecting forever), aligns it into windows and puts them in a bounded queue; the streaming
+generator hands them to the driver. When the encoders fall behind the queue fills, and the policy
+is explicit and counted: past half full, new segments keep one frame instead of all (fewer frames
+sampled); when full, the oldest waiting segment is dropped. Memory never grows with the lag.
+
+``vidscope live URL --name NAME`` runs until Ctrl-C or SIGTERM: the reader stops, what was read is
+indexed and saved, the source gets its highlights and summary, exit 0. Every couple of seconds
+the index is saved and the stream's status written to ``DATA/live/NAME.json`` (state, lag behind
+real time, segments indexed, thinned and dropped, reconnects), so other processes can search it
+while it plays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import ray
+
+from indexers.index import SegmentIndex
+from indexers.store import SourceInfo
+from operators.align import Aligner
+from operators.decode import DecodeConfig
+from operators.live import Connected, LiveConfig, LiveReader, SegmentQueue
+from operators.records import Segment
+from pipelines.batch import IngestConfig, Ingestor, _Run
+from pipelines.runtime import SourceReport
+from pipelines.sources import SourceRef
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 2.0
+
+
+@dataclass(slots=True)
+class StreamStatus:
+    name: str
+    url: str
+    state: str = "connecting"  # connecting | streaming | reconnecting | stopped
+    stream_seconds: float = 0.0
+    lag_seconds: float = 0.0  # wall clock minus the wall-clock time of the newest segment read
+    segments_read: int = 0
+    segments_indexed: int = 0
+    segments_thinned: int = 0
+    segments_dropped: int = 0
+    reconnects: int = 0
+    queue: int = 0
+    updated_at: float = field(default_factory=time.time)
+
+
+def live_source_id(name: str) -> str:
+    """A stream's id is a function of its name: restarting ``vidscope live`` continues it."""
+    return "live-" + hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+
+
+@ray.remote(max_concurrency=3)
+class LiveSourceActor:
+    """Reads one stream (threads: the reader, the generator, status and stop calls)."""
+
+    def __init__(self, live: LiveConfig, max_queue: int, anchor_wall_ns: int | None, name: str) -> None:
+        self.live = live
+        self.anchor_wall_ns = anchor_wall_ns
+        self.stop_event = threading.Event()
+        self.status = StreamStatus(name=name, url="")
+        self.queue = SegmentQueue(max_queue)
+        self._error: str | None = None
+        self._reader: LiveReader | None = None
+        self._last_end_ns = 0
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def get_status(self) -> dict:
+        status = self.status
+        status.queue, status.segments_thinned, status.segments_dropped = len(self.queue), self.queue.thinned, self.queue.dropped
+        if self._reader is not None:
+            status.reconnects = self._reader.reconnects
+        status.updated_at = time.time()
+        return asdict(status)
+
+    @ray.method(num_returns="streaming", _generator_backpressure_num_objects=4)
+    def segments(self, url: str, source_id: str, decode: DecodeConfig, window_ns: int) -> Iterator[Segment | SourceReport]:
+        self.status.url = url
+        reader = self._reader = LiveReader(url, decode, self.live, stop=self.stop_event, anchor_wall_ns=self.anchor_wall_ns)
+        thread = threading.Thread(target=self._read, args=(reader, source_id, window_ns), name=f"live-{source_id}", daemon=True)
+        thread.start()
+        count, last_end_ns, has_video, has_audio = 0, 0, False, False
+        while (segment := self.queue.get()) is not None:
+            count += 1
+            last_end_ns = segment.span.end_ns
+            has_video = has_video or len(segment.frames) > 0
+            has_audio = has_audio or segment.audio is not None
+            yield segment
+        thread.join(timeout=5)
+        self.status.state = "stopped"
+        yield SourceReport(source_id, url, self._error, last_end_ns, has_video, has_audio, count, reader.damaged_packets,
+                           0, 0.0, anchor_wall_ns=reader.anchor_wall_ns)
+
+    def _read(self, reader: LiveReader, source_id: str, window_ns: int) -> None:
+        """Reader thread: connections -> aligned windows -> the queue. Each connection gets its own
+        aligner, starting on the window grid but never before what was already emitted."""
+        aligner: Aligner | None = None
+        pending: list = []
+        try:
+            for item in reader:
+                if isinstance(item, Connected):
+                    if aligner is not None:
+                        self._put(aligner.process(pending) + aligner.flush())
+                        pending = []
+                    start_ns = max(item.first_ns // window_ns * window_ns, self._last_end_ns)
+                    aligner = Aligner(source_id, has_video=item.has_video, has_audio=item.has_audio, window_ns=window_ns,
+                                      start_ns=start_ns)
+                    self.status.state = "streaming"
+                    continue
+                pending.append(item)
+                if len(pending) >= 8:
+                    self._put(aligner.process(pending))
+                    pending = []
+            if aligner is not None:
+                self._put(aligner.process(pending) + aligner.flush())
+        except Exception as exc:  # noqa: BLE001 - reported with the stream, never lost silently
+            self._error = f"{reader.url}: {type(exc).__name__}: {exc}"
+            log.error("%s", self._error)
+        finally:
+            self.queue.close()
+
+    def _put(self, segments: list[Segment]) -> None:
+        for segment in segments:
+            self._last_end_ns = max(self._last_end_ns, segment.span.end_ns)
+            self.status.segments_read += 1
+            self.status.stream_seconds = segment.span.end_ns / 1e9
+            anchor = self._reader.anchor_wall_ns
+            if anchor is not None:  # a sender runs slightly ahead of real time (TS mux delay): ahead is no lag
+                self.status.lag_seconds = max(0.0, round((time.time_ns() - anchor - segment.span.end_ns) / 1e9, 3))
+            self.queue.put(segment)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    url: str
+    name: str
+    live: LiveConfig = LiveConfig()
+    max_queue: int = 30
+    """Segments waiting for the encoders (a minute of 2-s windows); see the module doc."""
+
+
+class LiveIngestor(Ingestor):
+    def __init__(self, index: SegmentIndex, config: IngestConfig, options: LiveOptions, stop: threading.Event,
+                 anchor_wall_ns: int) -> None:
+        super().__init__(index, config, expected_sources=1)
+        self.options = options
+        self.stop = stop
+        self.anchor_wall_ns = anchor_wall_ns
+
+    def _new_source_actor(self, cpus: float):
+        return LiveSourceActor.options(num_cpus=cpus).remote(self.options.live, self.options.max_queue,
+                                                             self.anchor_wall_ns, self.options.name)
+
+    def _run(self, on_progress) -> _Run:
+        return _LiveRun(self, on_progress)
+
+
+class _LiveRun(_Run):
+    def __init__(self, ingestor: LiveIngestor, on_progress) -> None:
+        super().__init__(ingestor, on_progress)
+        self.stopping = False
+        self.next_status = time.monotonic() + STATUS_EVERY_S
+        self.status_dir = Path(ingestor.index.data_dir) / "live"
+        self.status_dir.mkdir(parents=True, exist_ok=True)
+
+    def _dispatch(self, *, final: bool) -> int:
+        # A stream never ends, so nothing waits for a full batch: whatever is buffered goes as soon
+        # as a worker is free (batches still grow by themselves when the encoders are busy).
+        return super()._dispatch(final=True)
+
+    def tick(self) -> None:
+        ing: LiveIngestor = self.ing
+        if ing.stop.is_set() and not self.stopping:
+            self.stopping = True
+            log.warning("stopping %s: indexing what was read, then saving", ing.options.name)
+            for actor in ing.source_actors:
+                actor.stop.remote()
+        if time.monotonic() >= self.next_status:
+            self.next_status = time.monotonic() + STATUS_EVERY_S
+            ing.index.save()  # searchable from other processes without a rebuild
+            self.write_status()
+
+    def write_status(self) -> dict:
+        ing: LiveIngestor = self.ing
+        try:
+            status = ray.get(ing.source_actors[0].get_status.remote(), timeout=2)
+        except (ray.exceptions.RayError, IndexError):
+            return {}
+        status["segments_indexed"] = self.segments_done
+        if self.stopping:
+            status["state"] = "stopping" if status["state"] != "stopped" else "stopped"
+        path = self.status_dir / f"{ing.options.name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status, indent=1))
+        os.replace(tmp, path)
+        return status
+
+
+def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_address: str | None = None) -> dict:
+    """Ingest one stream until SIGINT/SIGTERM; returns its final status."""
+    from pipelines.batch import local_ray_cpus
+    from pipelines.runtime import RuntimeConfig, start_ray
+
+    stop = threading.Event()
+    start_ray(RuntimeConfig(ray_address=ray_address, num_cpus=local_ray_cpus(config)))
+    # After ray.init, which installs its own SIGTERM handler (it would kill us mid-write).
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with SegmentIndex(data_dir) as index:
+            source_id = live_source_id(options.name)
+            known = index.store.get_source(source_id)
+            anchor = known.ingested_at_ns if known is not None else time.time_ns()  # a restart continues the clock
+            index.add_source(SourceInfo(source_id, options.url, options.name, has_video=True, has_audio=True,
+                                        status="ingesting", ingested_at_ns=anchor))
+            ingestor = LiveIngestor(index, config, options, stop, anchor)
+            ref = SourceRef(options.url, source_id, given_name=options.name)
+            try:
+                ingestor.start()
+                result = ingestor.ingest([ref], force=True)
+            finally:
+                ingestor.close()
+            index.save()
+        outcome = result.outcomes[0]
+        return {"name": options.name, "url": options.url, "segments_indexed": outcome.segments_indexed,
+                "error": outcome.error, "wall_seconds": round(result.wall_seconds, 3)}
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

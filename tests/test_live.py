@@ -1,0 +1,158 @@
+"""Live streams: the overload queue, the reconnect clock, and a real UDP stream end to end (an
+ffmpeg sender in real time, ``vidscope live`` in a subprocess stopped by SIGTERM)."""
+
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from operators.live import Backoff, LiveReader, SegmentQueue
+from operators.records import Segment, Span
+from pipelines.synth import Scene, Speech, build_video, find_ffmpeg
+
+S = 1_000_000_000
+
+
+def segment(i: int, frames: int = 2) -> Segment:
+    span = Span(i * 2 * S, (i + 1) * 2 * S)
+    pts = np.array([span.start_ns + k * (2 * S) // frames for k in range(frames)], np.int64)
+    return Segment("cam", span, np.full((frames, 4, 4, 3), i, np.uint8), pts, None)
+
+
+def test_queue_thins_past_half_then_drops_the_oldest_and_counts_both():
+    queue = SegmentQueue(4)
+    for i in range(6):
+        queue.put(segment(i))
+    assert queue.dropped == 2 and len(queue) == 4
+    assert queue.thinned == 4  # every segment put while 2 or more waited kept one frame
+    kept = [queue.get() for _ in range(4)]
+    assert [s.span.start_ns // (2 * S) for s in kept] == [2, 3, 4, 5]  # the oldest went first
+    assert [len(s.frames) for s in kept] == [1, 1, 1, 1]
+    assert kept[0].frame_pts_ns.tolist() == [4 * S + S]  # the middle frame (of 2, at 4 s and 5 s), with its own time
+
+
+def test_queue_under_half_keeps_every_frame_and_closes_cleanly():
+    queue = SegmentQueue(10)
+    queue.put(segment(0, frames=3))
+    assert len(queue.get().frames) == 3 and queue.thinned == 0 and queue.dropped == 0
+    queue.close()
+    assert queue.get(timeout_s=0.01) is None
+    with pytest.raises(ValueError):
+        SegmentQueue(1)
+
+
+def test_backoff_is_jittered_capped_and_grows():
+    rng = random.Random(0)
+    backoff = Backoff(initial_s=0.5, max_s=2.0)
+    delays = [[backoff.delay_s(n, rng) for _ in range(200)] for n in range(6)]
+    assert all(0.0 <= d <= min(2.0, 0.5 * 2**n) for n, ds in enumerate(delays) for d in ds)
+    assert max(delays[0]) <= 0.5 < max(delays[2]) and max(delays[5]) <= 2.0
+    assert len({round(d, 6) for d in delays[3]}) > 100  # jitter: not in lockstep
+
+
+def test_reconnects_are_placed_at_their_arrival_and_never_go_back():
+    now = [1_000 * S]
+    reader = LiveReader("udp://127.0.0.1:9", clock=lambda: now[0])
+    first = reader._offset(first_ns=5 * S)  # a stream whose PTS start at 5 s
+    assert first == -5 * S and reader.anchor_wall_ns == 1_000 * S  # its first item is stream time 0
+    reader.last_ns = 30 * S
+    now[0] += 42 * S  # the sender came back 42 s after the anchor, its PTS restarting at 0
+    assert reader._offset(first_ns=0) == 42 * S
+    now[0] = 1_010 * S  # a clock step backwards must not move the stream back
+    assert reader._offset(first_ns=0) == 30 * S + 1
+    resumed = LiveReader("udp://127.0.0.1:9", anchor_wall_ns=900 * S, clock=lambda: 1_000 * S)
+    assert resumed._offset(first_ns=0) == 100 * S  # a restarted worker continues the stream's clock
+
+
+# -- a real stream ---------------------------------------------------------------------------------
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send(video: Path, port: int, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([find_ffmpeg(), "-loglevel", "error", "-re", "-i", str(video), "-t", str(seconds), "-c", "copy",
+                             "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"])
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def read_status(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *argv], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_udp_stream_is_searchable_while_it_plays_survives_the_sender_restarting_and_stops_cleanly(tmp_path):
+    video = tmp_path / "feed.mp4"  # keyframe every second: a receiver joining mid-stream sees pictures at once
+    build_video(video, (Scene("cat", 8.0), Scene("coffee", 8.0)), (Speech("welcome to the camera feed", 1.0),),
+                width=320, height=240, gop=30)
+    port, data = free_udp_port(), tmp_path / "data"
+    status_path = data / "live" / "cam.json"
+    live = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "live", f"udp://127.0.0.1:{port}", "--name", "cam",
+                             "--data", str(data), "--no-speech", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    senders = []
+    try:
+        wait_for(lambda: read_status(status_path), 120, "the live pipeline to start")
+        senders.append(send(video, port, 16))
+        # Searchable while it plays: the cat (0-8 s of the feed) is found before the feed ends.
+        def cat_found():
+            hits = json.loads(cli("search", "a cat", "--data", str(data), "--json").stdout or "[]")
+            return hits if hits and hits[0]["source"] == "cam" and "cat" in hits[0]["description"].lower() else None
+        wait_for(cat_found, 16, "the cat to be searchable while the stream plays")
+        senders[0].wait(timeout=30)
+        time.sleep(3)  # the stream is down
+        restarted = time.monotonic()
+        senders.append(send(video, port, 10))
+        wait_for(lambda: (read_status(status_path) or {}).get("reconnects", 0) >= 1, 15, "a reconnect")
+        reconnect_s = time.monotonic() - restarted
+        print(f"reconnected {reconnect_s:.1f} s after the sender returned")
+        status = read_status(status_path)
+        senders[1].wait(timeout=30)
+        time.sleep(1)
+    finally:
+        for sender in senders:
+            sender.kill()
+        live.send_signal(signal.SIGTERM)
+        out, err = live.communicate(timeout=120)
+    assert live.returncode == 0, err[-2000:]
+    assert reconnect_s <= 7.0  # issue target: <= 5 s after the sender returns (+ up to 2 s of status polling)
+    assert status["state"] == "streaming" and status["segments_dropped"] == 0
+    report = json.loads(out)
+    assert report["name"] == "cam" and report["error"] is None and report["segments_indexed"] >= 10
+    with sqlite3.connect(data / "vidscope.sqlite3") as db:
+        spans = db.execute("select start_ns, end_ns from segments order by start_ns").fetchall()
+        (name, state) = db.execute("select name, status from sources").fetchone()
+    assert (name, state) == ("cam", "done")
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # monotonic, no overlap
+    gap = max(b_start - a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    assert gap >= 2 * S  # the outage is a hole in stream time, not squeezed out: times follow the wall clock
+    summary = json.loads(cli("summary", "cam", "--data", str(data), "--json").stdout)
+    assert summary["chapters"] and "cat" in summary["text"].lower()
