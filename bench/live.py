@@ -1,0 +1,140 @@
+"""Glass-to-searchable latency of one live 720p30 stream over UDP on loopback.
+
+An ffmpeg sender plays a generated 720p30 video (real photos, speech, crowd; looped) in real time
+to ``udp://127.0.0.1:P``; ``vidscope live`` ingests it with the default profile. A watcher polls
+the store (what ``vidscope search`` reads: a segment committed there is returned by a query) and,
+for every new segment, takes
+
+    latency = (wall clock when it became searchable) - (wall clock when its last frame was sent)
+
+where the send time is the stream's wall-clock anchor plus the segment's end on the stream clock
+(the reader anchors each connection at the wall-clock time its first packet arrived, and on
+loopback arrival is sending). Prints p50/p95/max, the lag the pipeline reported over the run
+(flat or growing), drops, and peak RSS of every process.
+
+Targets (issue 4): p50 <= window + 1.5 s, p95 <= window + 3 s, lag flat.
+
+    python bench/live.py --minutes 5            # speech on (default profile)
+    python bench/live.py --minutes 5 --no-speech
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipelines import synth  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache"
+
+
+def stream_file() -> Path:
+    path = CACHE / "live_1min_720p30.mp4"
+    if not path.exists():
+        CACHE.mkdir(exist_ok=True)
+        script = synth.bench_script(60)
+        print(f"building {path.name} ...", flush=True)
+        synth.build_video(path, script.scenes, script.sounds, width=1280, height=720, fps=30, preset="veryfast", gop=60)
+    return path
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """RSS of the CLI, everything it started, and every Ray worker process, each counted once."""
+    processes = {p.pid: p for p in [process, *process.children(recursive=True)]}
+    for p in psutil.process_iter(["cmdline"]):
+        if any("ray::" in part for part in (p.info["cmdline"] or [])):
+            processes.setdefault(p.pid, p)
+    total = 0
+    for p in processes.values():
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--no-speech", action="store_true")
+    args = parser.parse_args()
+    video = stream_file()
+    port, data = free_udp_port(), Path(tempfile.mkdtemp(prefix="vidscope-live-"))
+    status_path = data / "live" / "bench.json"
+    command = [sys.executable, "-m", "pipelines.cli", "live", f"udp://127.0.0.1:{port}", "--name", "bench", "--data", str(data),
+               "--json", *(["--no-speech"] if args.no_speech else [])]
+    live = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = psutil.Process(live.pid)
+    while not status_path.exists():
+        if live.poll() is not None:
+            print("vidscope live exited early", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    seconds = args.minutes * 60
+    sender = subprocess.Popen([synth.find_ffmpeg(), "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),
+                               "-t", str(seconds), "-c", "copy", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"])
+    seen: set[int] = set()
+    latencies: list[float] = []
+    lags: list[tuple[float, float]] = []
+    peak_rss = 0
+    started = time.monotonic()
+    db = None
+    while sender.poll() is None or time.monotonic() - started < seconds + 5:
+        time.sleep(0.1)
+        now_ns = time.time_ns()
+        if db is None and (data / "vidscope.sqlite3").exists():
+            db = sqlite3.connect(f"file:{data / 'vidscope.sqlite3'}?mode=ro", uri=True)
+        if db is not None:
+            rows = db.execute("select s.segment_id, s.end_ns, src.ingested_at_ns from segments s join sources src "
+                              "using (source_id)").fetchall()
+            for segment_id, end_ns, anchor in rows:
+                if segment_id not in seen:
+                    seen.add(segment_id)
+                    latencies.append((now_ns - (anchor + end_ns)) / 1e9)
+        if int((time.monotonic() - started) * 10) % 20 == 0:
+            try:
+                status = json.loads(status_path.read_text())
+                lags.append((time.monotonic() - started, status["lag_seconds"]))
+            except (OSError, ValueError, KeyError):
+                pass
+            peak_rss = max(peak_rss, tree_rss(proc))
+    final = json.loads(status_path.read_text())
+    live.send_signal(signal.SIGINT)
+    live.communicate(timeout=300)
+    values = np.array(latencies[1:])  # the first segment waits for the stream to be probed
+    quarter = max(1, len(lags) // 4)
+    first_lag = float(np.mean([lag for _, lag in lags[:quarter]])) if lags else float("nan")
+    last_lag = float(np.mean([lag for _, lag in lags[-quarter:]])) if lags else float("nan")
+    speech = "off" if args.no_speech else "on"
+    print(f"\none 720p30 stream over UDP, {args.minutes:g} min, 2-s windows, speech {speech}, {len(seen)} segments")
+    print(f"glass-to-searchable: p50 {np.percentile(values, 50):.2f} s, p95 {np.percentile(values, 95):.2f} s, "
+          f"max {values.max():.2f} s   (targets: p50 <= 3.5 s, p95 <= 5 s)")
+    print(f"reported lag: {first_lag:.2f} s in the first quarter, {last_lag:.2f} s in the last "
+          f"({'flat' if last_lag - first_lag < 1.0 else 'GROWING'})")
+    print(f"dropped {final['segments_dropped']}, thinned {final['segments_thinned']}, reconnects {final['reconnects']}")
+    print(f"peak RSS, every vidscope and Ray process: {peak_rss / 1e9:.2f} GB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
