@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -33,9 +34,10 @@ from indexers.index import SegmentIndex
 from indexers.store import SourceInfo
 from operators.align import Aligner
 from operators.decode import DecodeConfig
+from operators.highlights import HighlightMoment, HighlightScore, HighlightScorer, Signals, merge_highlights
 from operators.live import Connected, LiveConfig, LiveReader, SegmentQueue
-from operators.records import Segment
-from pipelines.batch import IngestConfig, Ingestor, _Run
+from operators.records import Segment, Span
+from pipelines.batch import DEFAULT_MIN_SCORE, IngestConfig, Ingestor, _Run
 from pipelines.runtime import SourceReport
 from pipelines.sources import SourceRef
 
@@ -182,6 +184,12 @@ class _LiveRun(_Run):
         self.next_status = time.monotonic() + STATUS_EVERY_S
         self.status_dir = Path(ingestor.index.data_dir) / "live"
         self.status_dir.mkdir(parents=True, exist_ok=True)
+        self.events = HighlightEvents(ingestor.options.name, ingestor.anchor_wall_ns,
+                                      self.status_dir / f"{ingestor.options.name}.events.jsonl")
+        self.scorer = HighlightScorer()
+        self.scored_until_ns = -1
+        self.shots: dict[int, object] = {}
+        self.indexed_at_last_score = 0
 
     def _dispatch(self, *, final: bool) -> int:
         # A stream never ends, so nothing waits for a full batch: whatever is buffered goes as soon
@@ -195,10 +203,38 @@ class _LiveRun(_Run):
             log.warning("stopping %s: indexing what was read, then saving", ing.options.name)
             for actor in ing.source_actors:
                 actor.stop.remote()
+        if self.segments_done != self.indexed_at_last_score and self.active:
+            self.indexed_at_last_score = self.segments_done
+            self.score_highlights(self.active[0])
         if time.monotonic() >= self.next_status:
             self.next_status = time.monotonic() + STATUS_EVERY_S
             ing.index.save()  # searchable from other processes without a rebuild
             self.write_status()
+
+    def score_highlights(self, src, *, final: bool = False) -> None:
+        """Score, in time order, the segments indexed since the last call: those before the
+        earliest segment still in flight (fuse finishes out of order; the scorer must not)."""
+        for result in src.shot_results[len(self.shots):]:
+            self.shots[result.segment_id] = result
+        in_flight = [seg.span.start_ns for seg in self.segs.values()]
+        horizon = min(in_flight) if in_flight else None
+        stored = self.ing.index.store.segments_of_source(src.outcome.ref.source_id, start_ns=self.scored_until_ns + 1)
+        ready = [s for s in stored if horizon is None or s.start_ns < horizon]
+        signals = []
+        for s in ready:
+            shot = self.shots.get(s.segment_id)
+            signals.append(Signals(s.segment_id, s.source_id, Span(s.start_ns, s.end_ns), s.events, s.loudness_db,
+                                   shot.motion if shot else 0.0, len(shot.cuts_ns) if shot else 0, s.transcript))
+            self.scored_until_ns = s.end_ns - 1
+        scores = self.scorer.process(signals) + (self.scorer.flush() if final else [])
+        for score in scores:
+            self.events.push(score)
+        if final:
+            self.events.close_run()
+
+    def _analyse(self, src) -> None:
+        self.score_highlights(src, final=True)  # the last highlight event goes out before the summary
+        super()._analyse(src)
 
     def write_status(self) -> dict:
         ing: LiveIngestor = self.ing
@@ -214,6 +250,48 @@ class _LiveRun(_Run):
         tmp.write_text(json.dumps(status, indent=1))
         os.replace(tmp, path)
         return status
+
+
+class HighlightEvents:
+    """Highlight moments of a live stream as they close, appended as JSON lines to ``path``
+    (one object per moment; schema in the module doc of ``pipelines.kafka_io`` once Kafka out
+    lands: type, source, source_id, stream_start/end (s), wall_start/end (ISO 8601 UTC), score,
+    labels, reason, clip). A moment closes when a segment below the line follows it."""
+
+    def __init__(self, name: str, anchor_wall_ns: int, path: Path, *, min_score: float = DEFAULT_MIN_SCORE) -> None:
+        self.name, self.anchor_wall_ns, self.path, self.min_score = name, anchor_wall_ns, path, min_score
+        self.run: list[HighlightScore] = []
+        self.sent: list[dict] = []
+
+    def push(self, score: HighlightScore) -> None:
+        adjacent = self.run and self.run[-1].span.end_ns == score.span.start_ns
+        if score.score >= self.min_score and (adjacent or not self.run):
+            self.run.append(score)
+            return
+        self.close_run()
+        if score.score >= self.min_score:
+            self.run.append(score)
+
+    def close_run(self) -> None:
+        if not self.run:
+            return
+        (moment,) = merge_highlights(self.run, min_score=self.min_score, max_moment_ns=2**62)
+        self.run = []
+        event = highlight_event(self.name, self.anchor_wall_ns, moment)
+        self.sent.append(event)
+        with self.path.open("a") as out:
+            out.write(json.dumps(event) + "\n")
+
+
+def highlight_event(name: str, anchor_wall_ns: int, moment: HighlightMoment) -> dict:
+    def wall(t_ns: int) -> str:
+        return datetime.fromtimestamp((anchor_wall_ns + t_ns) / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+    start, end = moment.span.start_seconds, moment.span.end_seconds
+    return {"type": "highlight", "source": name, "source_id": moment.source_id, "stream_start": start, "stream_end": end,
+            "wall_start": wall(moment.span.start_ns), "wall_end": wall(moment.span.end_ns), "score": moment.score,
+            "labels": list(moment.labels), "reason": moment.reason,
+            "clip": {"source_id": moment.source_id, "start": start, "end": end}}
 
 
 def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_address: str | None = None) -> dict:

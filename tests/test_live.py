@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 
 from operators.live import Backoff, LiveReader, SegmentQueue
 from operators.records import Segment, Span
-from pipelines.synth import Scene, Speech, build_video, find_ffmpeg
+from pipelines.synth import Scene, Sound, Speech, build_video, find_ffmpeg
 
 S = 1_000_000_000
 
@@ -111,8 +112,9 @@ def cli(*argv: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_a_udp_stream_is_searchable_while_it_plays_survives_the_sender_restarting_and_stops_cleanly(tmp_path):
     video = tmp_path / "feed.mp4"  # keyframe every second: a receiver joining mid-stream sees pictures at once
-    build_video(video, (Scene("cat", 8.0), Scene("coffee", 8.0)), (Speech("welcome to the camera feed", 1.0),),
-                width=320, height=240, gop=30)
+    build_video(video, (Scene("cat", 8.0), Scene("coffee", 8.0)),
+                (Speech("welcome to the camera feed", 1.0), Sound("crowd", 10.0, 4.0)), width=320, height=240, gop=30)
+    test_started = datetime.now(timezone.utc)
     port, data = free_udp_port(), tmp_path / "data"
     status_path = data / "live" / "cam.json"
     live = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "live", f"udp://127.0.0.1:{port}", "--name", "cam",
@@ -154,5 +156,12 @@ def test_a_udp_stream_is_searchable_while_it_plays_survives_the_sender_restartin
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # monotonic, no overlap
     gap = max(b_start - a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
     assert gap >= 2 * S  # the outage is a hole in stream time, not squeezed out: times follow the wall clock
+    # Highlights went out as events while it played: the cheering (10-14 s into each play of the feed).
+    events = [json.loads(line) for line in (data / "live" / "cam.events.jsonl").read_text().splitlines()]
+    assert events and all(e["type"] == "highlight" and e["source"] == "cam" for e in events)
+    assert any({"crowd", "cheering", "crowd cheering", "applause"} & set(e["labels"]) for e in events), events
+    first_play = spans[0][0] / S
+    assert any(first_play + 8.5 <= e["stream_start"] <= first_play + 14.0 for e in events), (first_play, events)
+    assert all(test_started <= datetime.fromisoformat(e["wall_start"]) <= datetime.now(timezone.utc) for e in events)
     summary = json.loads(cli("summary", "cam", "--data", str(data), "--json").stdout)
     assert summary["chapters"] and "cat" in summary["text"].lower()
