@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     _ingest_options(p)
 
     p = sub.add_parser("live", parents=[common], help="ingest a live stream until stopped (Ctrl-C or SIGTERM)")
-    p.add_argument("url", help="udp://, rtsp://, rtmp://, http(s):// (HLS), or anything FFmpeg reads live")
-    p.add_argument("--name", required=True, help="the stream's name: restarting with the same name continues it")
+    p.add_argument("urls", nargs="+", metavar="URL",
+                   help="udp://, rtsp://, rtmp://, http(s):// (HLS), or anything FFmpeg reads live; several share the workers")
+    p.add_argument("--name", action="append", required=True,
+                   help="a stream's name, once per URL in order; restarting with the same name continues it")
     p.add_argument("--max-queue", type=int, default=30,
                    help="segments waiting for the encoders before the oldest is dropped (default 30)")
     _ingest_options(p)
@@ -256,20 +258,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     from pipelines.live import LiveOptions, run_live
 
-    if args.url.startswith("kafka://"):
+    if any(url.startswith("kafka://") for url in args.urls):
         raise ValueError("kafka:// sources are not supported yet (issue 4 is in progress): use a UDP, RTSP, RTMP or HLS URL")
     if args.max_queue < 2:
         raise ValueError("--max-queue must be at least 2")
     config = ingest_config(args)
     use_profile(args.data, config.profile)
-    result = run_live(args.data, config, LiveOptions(args.url, args.name, max_queue=args.max_queue),
-                      ray_address=args.ray_address)
+    options = LiveOptions(tuple(args.urls), tuple(args.name), max_queue=args.max_queue)
+    reports = run_live(args.data, config, options, ray_address=args.ray_address)
     if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{result['name']}: {result['segments_indexed']} segments indexed in {result['wall_seconds']:.0f} s"
-              + (f" ({result['error']})" if result["error"] else ""))
-    return 1 if result["error"] else 0
+        print(json.dumps(reports, indent=2))
+    for r in [] if args.json else reports:
+        print(f"{r['name']}: {r['segments_indexed']} segments indexed in {r['wall_seconds']:.0f} s"
+              + (f" ({r['error']})" if r["error"] else ""))
+    return 1 if any(r["error"] for r in reports) else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -71,11 +71,11 @@ def live_source_id(name: str) -> str:
 class LiveSourceActor:
     """Reads one stream (threads: the reader, the generator, status and stop calls)."""
 
-    def __init__(self, live: LiveConfig, max_queue: int, anchor_wall_ns: int | None, name: str) -> None:
+    def __init__(self, live: LiveConfig, max_queue: int, anchor_wall_ns: int | None, source_id: str) -> None:
         self.live = live
         self.anchor_wall_ns = anchor_wall_ns
         self.stop_event = threading.Event()
-        self.status = StreamStatus(name=name, url="")
+        self.status = StreamStatus(name=source_id, url="")
         self.queue = SegmentQueue(max_queue)
         self._error: str | None = None
         self._reader: LiveReader | None = None
@@ -154,27 +154,52 @@ class LiveSourceActor:
 
 @dataclass(frozen=True, slots=True)
 class LiveOptions:
-    url: str
-    name: str
+    """The streams to read (``urls[i]`` named ``names[i]``) and how."""
+
+    urls: tuple[str, ...]
+    names: tuple[str, ...]
     live: LiveConfig = LiveConfig()
     max_queue: int = 30
-    """Segments waiting for the encoders (a minute of 2-s windows); see the module doc."""
+    """Segments waiting for the encoders per stream (a minute of 2-s windows); see the module doc."""
+
+    def __post_init__(self) -> None:
+        if not self.urls or len(self.urls) != len(self.names):
+            raise ValueError(f"give one --name per stream: {len(self.urls)} URLs, {len(self.names)} names")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"stream names must differ: {self.names}")
 
 
 class LiveIngestor(Ingestor):
+    """The batch ingestor with one reader actor per stream; ``anchors`` maps each stream's
+    source id to its wall-clock anchor."""
+
     def __init__(self, index: SegmentIndex, config: IngestConfig, options: LiveOptions, stop: threading.Event,
-                 anchor_wall_ns: int) -> None:
-        super().__init__(index, config, expected_sources=1)
+                 anchors: dict[str, int]) -> None:
+        super().__init__(index, replace(config, max_sources_in_flight=len(options.urls)), expected_sources=len(options.urls))
         self.options = options
         self.stop = stop
-        self.anchor_wall_ns = anchor_wall_ns
+        self.anchors = anchors
+        self._unassigned = list(anchors)
 
     def _new_source_actor(self, cpus: float):
+        source_id = self._unassigned.pop(0) if self._unassigned else next(iter(self.anchors))
         return LiveSourceActor.options(num_cpus=cpus).remote(self.options.live, self.options.max_queue,
-                                                             self.anchor_wall_ns, self.options.name)
+                                                             self.anchors[source_id], source_id)
 
     def _run(self, on_progress) -> _Run:
         return _LiveRun(self, on_progress)
+
+
+class _Stream:
+    """What the driver keeps per stream: its highlight scorer, its events, its status file."""
+
+    def __init__(self, name: str, anchor_wall_ns: int, folder: Path) -> None:
+        self.name = name
+        self.status_path = folder / f"{name}.json"
+        self.events = HighlightEvents(name, anchor_wall_ns, folder / f"{name}.events.jsonl")
+        self.scorer = HighlightScorer()
+        self.scored_until_ns = -1
+        self.shots: dict[int, object] = {}
 
 
 class _LiveRun(_Run):
@@ -182,14 +207,18 @@ class _LiveRun(_Run):
         super().__init__(ingestor, on_progress)
         self.stopping = False
         self.next_status = time.monotonic() + STATUS_EVERY_S
-        self.status_dir = Path(ingestor.index.data_dir) / "live"
-        self.status_dir.mkdir(parents=True, exist_ok=True)
-        self.events = HighlightEvents(ingestor.options.name, ingestor.anchor_wall_ns,
-                                      self.status_dir / f"{ingestor.options.name}.events.jsonl")
-        self.scorer = HighlightScorer()
-        self.scored_until_ns = -1
-        self.shots: dict[int, object] = {}
+        folder = Path(ingestor.index.data_dir) / "live"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.streams = {live_source_id(name): _Stream(name, ingestor.anchors[live_source_id(name)], folder)
+                        for name in ingestor.options.names}
         self.indexed_at_last_score = 0
+
+    def _start(self, outcome) -> None:
+        # A reader actor knows its stream's anchor: give each stream the actor made for it.
+        wanted = self.ing.source_actors[list(self.ing.anchors).index(outcome.ref.source_id)]
+        self.free_actors.remove(wanted)
+        self.free_actors.append(wanted)
+        super()._start(outcome)
 
     def _dispatch(self, *, final: bool) -> int:
         # A stream never ends, so nothing waits for a full batch: whatever is buffered goes as soon
@@ -200,56 +229,57 @@ class _LiveRun(_Run):
         ing: LiveIngestor = self.ing
         if ing.stop.is_set() and not self.stopping:
             self.stopping = True
-            log.warning("stopping %s: indexing what was read, then saving", ing.options.name)
+            log.warning("stopping %s: indexing what was read, then saving", ", ".join(ing.options.names))
             for actor in ing.source_actors:
                 actor.stop.remote()
-        if self.segments_done != self.indexed_at_last_score and self.active:
+        if self.segments_done != self.indexed_at_last_score:
             self.indexed_at_last_score = self.segments_done
-            self.score_highlights(self.active[0])
+            for src in self.active:
+                self.score_highlights(src)
         if time.monotonic() >= self.next_status:
             self.next_status = time.monotonic() + STATUS_EVERY_S
             ing.index.save()  # searchable from other processes without a rebuild
             self.write_status()
 
     def score_highlights(self, src, *, final: bool = False) -> None:
-        """Score, in time order, the segments indexed since the last call: those before the
-        earliest segment still in flight (fuse finishes out of order; the scorer must not)."""
-        for result in src.shot_results[len(self.shots):]:
-            self.shots[result.segment_id] = result
-        in_flight = [seg.span.start_ns for seg in self.segs.values()]
+        """Score, in time order, the segments of ``src`` indexed since the last call: those before
+        its earliest segment still in flight (fuse finishes out of order; the scorer must not)."""
+        stream = self.streams[src.outcome.ref.source_id]
+        for result in src.shot_results[len(stream.shots):]:
+            stream.shots[result.segment_id] = result
+        in_flight = [seg.span.start_ns for seg in self.segs.values() if seg.source is src]
         horizon = min(in_flight) if in_flight else None
-        stored = self.ing.index.store.segments_of_source(src.outcome.ref.source_id, start_ns=self.scored_until_ns + 1)
-        ready = [s for s in stored if horizon is None or s.start_ns < horizon]
+        stored = self.ing.index.store.segments_of_source(src.outcome.ref.source_id, start_ns=stream.scored_until_ns + 1)
         signals = []
-        for s in ready:
-            shot = self.shots.get(s.segment_id)
+        for s in stored:
+            if horizon is not None and s.start_ns >= horizon:
+                break
+            shot = stream.shots.get(s.segment_id)
             signals.append(Signals(s.segment_id, s.source_id, Span(s.start_ns, s.end_ns), s.events, s.loudness_db,
                                    shot.motion if shot else 0.0, len(shot.cuts_ns) if shot else 0, s.transcript))
-            self.scored_until_ns = s.end_ns - 1
-        scores = self.scorer.process(signals) + (self.scorer.flush() if final else [])
-        for score in scores:
-            self.events.push(score)
+            stream.scored_until_ns = s.end_ns - 1
+        for score in stream.scorer.process(signals) + (stream.scorer.flush() if final else []):
+            stream.events.push(score)
         if final:
-            self.events.close_run()
+            stream.events.close_run()
 
     def _analyse(self, src) -> None:
         self.score_highlights(src, final=True)  # the last highlight event goes out before the summary
         super()._analyse(src)
 
-    def write_status(self) -> dict:
-        ing: LiveIngestor = self.ing
-        try:
-            status = ray.get(ing.source_actors[0].get_status.remote(), timeout=2)
-        except (ray.exceptions.RayError, IndexError):
-            return {}
-        status["segments_indexed"] = self.segments_done
-        if self.stopping:
-            status["state"] = "stopping" if status["state"] != "stopped" else "stopped"
-        path = self.status_dir / f"{ing.options.name}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(status, indent=1))
-        os.replace(tmp, path)
-        return status
+    def write_status(self) -> None:
+        for src in self.active:
+            stream = self.streams[src.outcome.ref.source_id]
+            try:
+                status = ray.get(src.actor.get_status.remote(), timeout=2)
+            except ray.exceptions.RayError:
+                continue
+            status["name"], status["segments_indexed"] = stream.name, src.outcome.segments_indexed
+            if self.stopping and status["state"] != "stopped":
+                status["state"] = "stopping"
+            tmp = stream.status_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(status, indent=1))
+            os.replace(tmp, stream.status_path)
 
 
 class HighlightEvents:
@@ -294,33 +324,35 @@ def highlight_event(name: str, anchor_wall_ns: int, moment: HighlightMoment) -> 
             "clip": {"source_id": moment.source_id, "start": start, "end": end}}
 
 
-def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_address: str | None = None) -> dict:
-    """Ingest one stream until SIGINT/SIGTERM; returns its final status."""
+def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_address: str | None = None) -> list[dict]:
+    """Ingest the streams until SIGINT/SIGTERM; returns each one's final report."""
     from pipelines.batch import local_ray_cpus
     from pipelines.runtime import RuntimeConfig, start_ray
 
     stop = threading.Event()
+    config = replace(config, max_sources_in_flight=len(options.urls))
     start_ray(RuntimeConfig(ray_address=ray_address, num_cpus=local_ray_cpus(config)))
     # After ray.init, which installs its own SIGTERM handler (it would kill us mid-write).
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with SegmentIndex(data_dir) as index:
-            source_id = live_source_id(options.name)
-            known = index.store.get_source(source_id)
-            anchor = known.ingested_at_ns if known is not None else time.time_ns()  # a restart continues the clock
-            index.add_source(SourceInfo(source_id, options.url, options.name, has_video=True, has_audio=True,
-                                        status="ingesting", ingested_at_ns=anchor))
-            ingestor = LiveIngestor(index, config, options, stop, anchor)
-            ref = SourceRef(options.url, source_id, given_name=options.name)
+            anchors, refs = {}, []
+            for url, name in zip(options.urls, options.names):
+                source_id = live_source_id(name)
+                known = index.store.get_source(source_id)
+                anchors[source_id] = known.ingested_at_ns if known is not None else time.time_ns()  # a restart continues the clock
+                index.add_source(SourceInfo(source_id, url, name, has_video=True, has_audio=True, status="ingesting",
+                                            ingested_at_ns=anchors[source_id]))
+                refs.append(SourceRef(url, source_id, given_name=name))
+            ingestor = LiveIngestor(index, config, options, stop, anchors)
             try:
                 ingestor.start()
-                result = ingestor.ingest([ref], force=True)
+                result = ingestor.ingest(refs, force=True)
             finally:
                 ingestor.close()
             index.save()
-        outcome = result.outcomes[0]
-        return {"name": options.name, "url": options.url, "segments_indexed": outcome.segments_indexed,
-                "error": outcome.error, "wall_seconds": round(result.wall_seconds, 3)}
+        return [{"name": o.ref.name, "url": o.ref.uri, "segments_indexed": o.segments_indexed, "error": o.error,
+                 "wall_seconds": round(result.wall_seconds, 3)} for o in result.outcomes]
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
