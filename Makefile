@@ -3,8 +3,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 # ffmpeg: test, demo and benchmark media; espeak-ng: speech; heroes-sound-effects and
-# frozen-bubble-data: real crowd and applause recordings.
-APT     := ffmpeg espeak-ng heroes-sound-effects frozen-bubble-data
+# frozen-bubble-data: real crowd and applause recordings; redis-server: the tests start their own.
+APT     := ffmpeg espeak-ng heroes-sound-effects frozen-bubble-data redis-server
 PYTEST  ?= -m "not gpu"
 
 .PHONY: setup test-setup system demo test bench

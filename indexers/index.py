@@ -22,6 +22,7 @@ from indexers.vectors import VectorIndexConfig, VectorIndexes
 from operators.records import FusedRecord
 
 DB_FILE = "vidscope.sqlite3"
+REDIS_ENV = "VIDSCOPE_REDIS"
 INDEX_DIR = "index"
 
 
@@ -35,11 +36,21 @@ class SegmentIndex:
     rebuild.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, *, config: VectorIndexConfig | None = None) -> None:
+    def __init__(self, data_dir: str | os.PathLike, *, config: VectorIndexConfig | None = None,
+                 redis_url: str | None = None) -> None:
+        """``redis_url`` (default ``$VIDSCOPE_REDIS``): keep the metadata and vectors in Redis,
+        shared by every worker that names it, instead of the folder's SQLite file; the FAISS
+        files stay in the folder (each reader rebuilds what it lacks from the store)."""
         self.data_dir = Path(data_dir)
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ValueError(f"data folder {self.data_dir} is a file, not a folder")
-        self.store = SqliteStore(self.data_dir / DB_FILE)
+        redis_url = redis_url or os.environ.get(REDIS_ENV)
+        if redis_url:
+            from indexers.redis_store import RedisStore
+
+            self.store = RedisStore(redis_url)
+        else:
+            self.store = SqliteStore(self.data_dir / DB_FILE)
         try:
             self.vectors = VectorIndexes(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig())
         except BaseException:

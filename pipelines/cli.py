@@ -26,6 +26,9 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--data", type=Path, default=Path(os.environ.get("VIDSCOPE_DATA", "vidscope-data")),
                         help="data folder holding the index (default ./vidscope-data or $VIDSCOPE_DATA)")
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("--redis", default=os.environ.get("VIDSCOPE_REDIS"),
+                        help="keep metadata and vectors in Redis (redis://host:port/db), shared by several workers "
+                             "(default $VIDSCOPE_REDIS; none: SQLite in the data folder)")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     return common
 
@@ -91,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.redis:  # every index this process opens uses it (indexers.index.SegmentIndex reads it)
+        os.environ["VIDSCOPE_REDIS"] = args.redis
+    else:
+        os.environ.pop("VIDSCOPE_REDIS", None)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

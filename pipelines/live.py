@@ -52,12 +52,14 @@ class StreamStatus:
     url: str
     state: str = "connecting"  # connecting | streaming | reconnecting | stopped
     stream_seconds: float = 0.0
-    lag_seconds: float = 0.0  # wall clock minus the wall-clock time of the newest segment read
+    lag_seconds: float = 0.0  # wall clock minus the wall-clock time of the newest segment indexed
+    read_lag_seconds: float = 0.0  # the same for the newest segment read (the encoders' share is the difference)
     segments_read: int = 0
     segments_indexed: int = 0
     segments_thinned: int = 0
     segments_dropped: int = 0
     reconnects: int = 0
+    connection_start_seconds: float = 0.0  # stream time of the current connection's first item
     queue: int = 0
     updated_at: float = field(default_factory=time.time)
 
@@ -128,6 +130,7 @@ class LiveSourceActor:
                     aligner = Aligner(source_id, has_video=item.has_video, has_audio=item.has_audio, window_ns=window_ns,
                                       start_ns=start_ns)
                     self.status.state = "streaming"
+                    self.status.connection_start_seconds = item.first_ns / 1e9
                     continue
                 pending.append(item)
                 if len(pending) >= 8:
@@ -148,7 +151,7 @@ class LiveSourceActor:
             self.status.stream_seconds = segment.span.end_ns / 1e9
             anchor = self._reader.anchor_wall_ns
             if anchor is not None:  # a sender runs slightly ahead of real time (TS mux delay): ahead is no lag
-                self.status.lag_seconds = max(0.0, round((time.time_ns() - anchor - segment.span.end_ns) / 1e9, 3))
+                self.status.read_lag_seconds = max(0.0, round((time.time_ns() - anchor - segment.span.end_ns) / 1e9, 3))
             self.queue.put(segment)
 
 
@@ -200,6 +203,7 @@ class _Stream:
         self.scorer = HighlightScorer()
         self.scored_until_ns = -1
         self.shots: dict[int, object] = {}
+        self.anchor_wall_ns = anchor_wall_ns
 
 
 class _LiveRun(_Run):
@@ -275,6 +279,8 @@ class _LiveRun(_Run):
             except ray.exceptions.RayError:
                 continue
             status["name"], status["segments_indexed"] = stream.name, src.outcome.segments_indexed
+            # Scored means indexed and everything before it too: lag behind real time of the index.
+            status["lag_seconds"] = max(0.0, round((time.time_ns() - stream.anchor_wall_ns - stream.scored_until_ns) / 1e9, 3))
             if self.stopping and status["state"] != "stopped":
                 status["state"] = "stopping"
             tmp = stream.status_path.with_suffix(".tmp")

@@ -6,12 +6,13 @@ profile it was ingested with (``pipelines.profiles``).
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from indexers.index import SegmentIndex
+from indexers.index import REDIS_ENV, SegmentIndex
 from indexers.search import Searcher
 from indexers.store import SourceInfo
 from operators.summary import Summary, clock
@@ -22,6 +23,8 @@ from pipelines.profiles import ClipProfile, VlmProfile, load_profile
 def data_folder(data_dir: Path) -> Path:
     """``data_dir`` when it holds an index; a clear error telling how to make one otherwise."""
     data_dir = Path(data_dir)
+    if os.environ.get(REDIS_ENV):  # the index lives in Redis; this folder only caches FAISS files
+        data_dir.mkdir(parents=True, exist_ok=True)
     if not data_dir.is_dir():
         raise ValueError(f"no index at {data_dir}: run `vidscope ingest PATH --data {data_dir}` first")
     return data_dir

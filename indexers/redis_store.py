@@ -1,0 +1,525 @@
+"""``MetadataStore`` in Redis, for deployments where several processes share one store.
+
+Same contract as ``SqliteStore`` (same changes reported, same errors, same orders); what differs
+is how it is kept. Keys, all under ``<prefix>:`` (default ``vidscope``)::
+
+    meta                    hash    store_id, schema_version
+    sources                 hash    source_id -> JSON
+    segments                hash    id -> JSON (a FusedRecord without vectors)
+    segments_by_time:<src>  zset    lex members start|id|end, one source's segments in time order
+    space:<space>           hash    dim, revision
+    vectors:<space>         hash    id -> little-endian float32 bytes
+    vector_ids:<space>      zset    lex members id, for paging in id order
+    cuts:<src>              string  JSON [[t_ns, score], ...] in time order
+    summary:<src>           string  JSON
+    highlights              hash    id -> JSON
+    highlights_of:<src>     set     ids
+    batch:<uuid>            string  marks an applied upsert for 10 minutes (see below)
+
+An ``id`` in a key or member is the segment id plus 2**63 in 16 hex digits, and times are
+encoded the same way: segment ids are 63-bit hashes and times nanoseconds, neither of which a
+sorted-set score (a double, exact to 2**53) can hold, so order comes from fixed-width lex members
+(``ZRANGEBYLEX``) instead.
+
+Atomicity: every write reads what it needs under ``WATCH`` and applies its whole plan in one
+``MULTI``/``EXEC``, so a client that dies mid-batch leaves all or nothing, and a concurrent writer
+makes ``EXEC`` fail and the batch re-plan against the new state (revisions never repeat). An
+upsert also sets ``batch:<uuid>`` inside its transaction: when the connection drops after
+``EXEC`` was sent, the store cannot tell whether it ran, and re-planning would see the batch's
+own vectors and report no change, so it first asks whether the marker exists and, if it does,
+returns the changes it had planned.
+
+Reconnection: a dropped connection or a server that is briefly away (a restart) is retried for
+about 5 s with growing pauses, then ``RedisUnavailableError`` names the URL. Redis keeps this
+store only as durably as it is configured to: with ``--save ''`` and no AOF a restart empties it;
+writes then refuse (the store id is gone) rather than rebuild a partial store silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, pick_source,
+                            record_vectors)
+from operators.highlights import HighlightScore
+from operators.records import FusedRecord, Scored, Span
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_RECONNECT_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0)  # ~5.5 s: longer than a restart
+_MAX_CONFLICTS = 100  # re-plans after a concurrent write before giving up
+_BATCH_MARK_S = 600
+_CONNECT_TIMEOUT_S = 2.0
+_SOCKET_TIMEOUT_S = 60.0  # one EXEC of a large batch must fit
+_OFFSET = 2**63
+_T = TypeVar("_T")
+
+
+class RedisUnavailableError(ConnectionError):
+    """Redis could not be reached at the configured URL (at start, or for longer than the retries)."""
+
+
+def _hex64(value: int) -> str:
+    """A signed 64-bit integer as 16 hex digits whose lex order is numeric order."""
+    shifted = int(value) + _OFFSET
+    if not 0 <= shifted < 2**64:
+        raise ValueError(f"{value} does not fit in a signed 64-bit integer")
+    return f"{shifted:016x}"
+
+
+def _int64(text: bytes | str) -> int:
+    return int(text, 16) - _OFFSET
+
+
+def _time_member(start_ns: int, segment_id: int, end_ns: int) -> str:
+    return _hex64(start_ns) + _hex64(segment_id) + _hex64(end_ns)
+
+
+def _shown(url: str) -> str:
+    """``url`` with its password masked, fit for errors and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _scored(items: Iterable) -> Scored:
+    return tuple((label, float(score)) for label, score in items)
+
+
+def _source_json(s: SourceInfo) -> str:
+    return json.dumps([s.source_id, s.uri, s.name, s.duration_ns, s.has_video, s.has_audio, s.ingested_at_ns,
+                       s.status, s.error])
+
+
+def _source(data: bytes) -> SourceInfo:
+    source_id, uri, name, duration_ns, has_video, has_audio, ingested_at_ns, status, error = json.loads(data)
+    return SourceInfo(source_id=source_id, uri=uri, name=name, duration_ns=duration_ns, has_video=has_video,
+                      has_audio=has_audio, ingested_at_ns=ingested_at_ns, status=status, error=error)
+
+
+def _segment_json(r: FusedRecord) -> str:
+    return json.dumps([r.source_id, int(r.span.start_ns), int(r.span.end_ns), r.description,
+                       [[label, float(score)] for label, score in r.labels],
+                       [[label, float(score)] for label, score in r.events], r.transcript,
+                       None if r.loudness_db is None else float(r.loudness_db)])
+
+
+def _segment(segment_id: int, data: bytes) -> StoredSegment:
+    source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db = json.loads(data)
+    return StoredSegment(segment_id, source_id, start_ns, end_ns, description, _scored(labels), _scored(events),
+                         transcript, loudness_db)
+
+
+def _highlight(segment_id: int, data: bytes) -> HighlightScore:
+    source_id, start_ns, end_ns, score, labels, reason = json.loads(data)
+    return HighlightScore(segment_id, source_id, Span(start_ns, end_ns), score, tuple(labels), reason)
+
+
+def _check_dims(vectors: dict[int, dict[str, np.ndarray]], dims: dict[str, int]) -> None:
+    # Same rule and words as SqliteStore._check_dims.
+    for sid, per_space in vectors.items():
+        for space, vec in per_space.items():
+            expected = dims.setdefault(space, vec.shape[0])
+            if vec.shape[0] != expected:
+                raise ValueError(
+                    f"segment {sid}: {space} vectors here are {expected}-d but this one is {vec.shape[0]}-d; "
+                    "was it made by another model profile? Use a new data folder for it."
+                )
+
+
+def _unpack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), -1)
+    return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32, copy=False)
+
+
+class RedisStore:
+    """``MetadataStore`` in Redis under one key prefix (several stores can share a server).
+
+    Thread-safe: redis-py's pool gives each call its own connection. Sources are few, so
+    ``find_source`` and ``list_sources`` read them all; segments and vectors are read by key.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "vidscope") -> None:
+        if not prefix:
+            raise ValueError("a Redis store needs a non-empty key prefix")
+        self.url, self.prefix = url, prefix
+        self._shown = _shown(url)
+        try:
+            # No retries inside redis-py: this class retries whole operations, knowing which
+            # ones are safe to repeat (see the module doc); a second layer would hide that.
+            self._redis = redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT_S,
+                                               socket_timeout=_SOCKET_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        except ValueError as exc:
+            raise ValueError(f"{self._shown} is not a usable Redis URL: {exc}") from None
+        try:
+            with self._redis.pipeline() as pipe:  # MULTI: both fields are made together or not at all
+                pipe.hsetnx(self._key("meta"), "schema_version", SCHEMA_VERSION)
+                pipe.hsetnx(self._key("meta"), "store_id", uuid.uuid4().hex)
+                pipe.hgetall(self._key("meta"))
+                meta = pipe.execute()[-1]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._redis.close()
+            raise RedisUnavailableError(f"cannot reach Redis at {self._shown}: {exc}. Is redis-server running "
+                                        "there, and is the URL right?") from None
+        except BaseException:
+            self._redis.close()
+            raise
+        if int(meta[b"schema_version"]) != SCHEMA_VERSION:
+            self._redis.close()
+            raise ValueError(f"Redis at {self._shown} (prefix {prefix!r}) has metadata schema "
+                             f"{meta[b'schema_version'].decode()}, this vidscope reads {SCHEMA_VERSION}")
+        self._store_id = meta[b"store_id"].decode()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._shown!r}, prefix={self.prefix!r})"
+
+    @property
+    def store_id(self) -> str:
+        """A random id made when this prefix was first used: index files from another store never pass for ours."""
+        return self._store_id
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # -- retries ------------------------------------------------------------------------------------
+
+    def _pause(self, delays: Iterator[float], exc: Exception, what: str) -> None:
+        """Sleep before the next try after a connection error, or raise once the retries are spent."""
+        delay = next(delays, None)
+        if delay is None:
+            raise RedisUnavailableError(f"lost Redis at {self._shown} while trying to {what} and could not "
+                                        f"reconnect within {sum(_RECONNECT_DELAYS_S):.1f} s: {exc}") from exc
+        log.warning("Redis at %s: %s while trying to %s; retrying in %.2f s", self._shown, exc, what, delay)
+        time.sleep(delay)
+
+    def _read(self, what: str, read: Callable[[], _T]) -> _T:
+        """Run ``read`` (which only reads, so repeating it is harmless), reconnecting as needed."""
+        delays = iter(_RECONNECT_DELAYS_S)
+        while True:
+            try:
+                return read()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._pause(delays, exc, what)
+
+    def _write(self, what: str, watch: Sequence[str], plan: Callable[[], tuple[_T, Callable]],
+               *, mark: str | None = None) -> _T:
+        """Optimistic read-modify-write: ``WATCH`` the keys ``plan`` reads, let it read and return
+        ``(result, queue)``, run ``queue(pipe)`` inside ``MULTI``/``EXEC``; re-plan when another
+        client changed a watched key, pause and reconnect when the connection drops.
+
+        ``mark``: a key set inside the transaction, checked after a drop before re-planning,
+        for writes whose result would be lost by re-planning against their own effect.
+        """
+        delays = iter(_RECONNECT_DELAYS_S)
+        conflicts = 0
+        sent: list[_T] = []  # the result of a plan whose EXEC went out and may have run
+        while True:
+            try:
+                if sent and mark is not None and self._redis.exists(mark):
+                    return sent[-1]
+                sent.clear()
+                with self._redis.pipeline() as pipe:
+                    pipe.watch(self._key("meta"), *watch)
+                    result, queue = plan()
+                    pipe.multi()
+                    queue(pipe)
+                    if mark is not None:
+                        pipe.set(mark, b"1", ex=_BATCH_MARK_S)
+                    sent.append(result)
+                    pipe.execute()
+                return result
+            except redis.WatchError:
+                # Another writer came first, or the connection died while watching (redis-py says
+                # so with a WatchError too); the marker check above tells the two apart.
+                conflicts += 1
+                if conflicts > _MAX_CONFLICTS:
+                    raise RuntimeError(f"Redis at {self._shown}: could not {what}: other writers changed the "
+                                       f"same keys {_MAX_CONFLICTS} times in a row") from None
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._pause(delays, exc, what)
+
+    def _check_store(self, store_id: bytes | None) -> None:
+        if store_id is None or store_id.decode() != self._store_id:
+            found = "no store id" if store_id is None else f"store id {store_id.decode()}"
+            raise RuntimeError(
+                f"Redis at {self._shown} (prefix {self.prefix!r}) lost this store's data: it now holds {found}, not "
+                f"{self._store_id}. Was the server restarted without persistence (--save '' and no AOF)? Re-ingest "
+                "into a new RedisStore; the vector indexes rebuild from it.")
+
+    # -- sources ------------------------------------------------------------------------------------
+
+    def upsert_source(self, source: SourceInfo) -> None:
+        def plan():
+            self._check_store(self._redis.hget(self._key("meta"), "store_id"))
+            return None, lambda pipe: pipe.hset(self._key("sources"), source.source_id, _source_json(source))
+
+        self._write("upsert a source", [self._key("sources")], plan)
+
+    def get_source(self, source_id: str) -> SourceInfo | None:
+        data = self._read("read a source", lambda: self._redis.hget(self._key("sources"), source_id))
+        return None if data is None else _source(data)
+
+    def find_source(self, key: str) -> SourceInfo | None:
+        """The source whose id, path/URL or name is ``key`` (see ``pick_source``)."""
+        absolute = os.path.abspath(key)
+        matches = [s for s in self.list_sources() if s.source_id == key or s.uri in (key, absolute) or s.name == key]
+        return pick_source(key, matches)
+
+    def list_sources(self) -> list[SourceInfo]:
+        """Every source, oldest ingest first."""
+        rows = self._read("list sources", lambda: self._redis.hvals(self._key("sources")))
+        return sorted((_source(r) for r in rows), key=lambda s: (s.ingested_at_ns, s.source_id))
+
+    # -- segments and vectors -------------------------------------------------------------------
+
+    def upsert_segments(self, records: Sequence[FusedRecord]) -> list[VectorChange]:
+        """Write a batch in one transaction; the last record wins when an id repeats.
+
+        A record replaces everything stored for its segment, vectors included: a space the new
+        record lacks loses the segment's old vector there.
+        """
+        by_id = {r.segment_id: r for r in records}
+        if not by_id:
+            return []
+        vectors = {sid: record_vectors(r) for sid, r in by_id.items()}
+        for r in by_id.values():  # refuse what the keys cannot encode before anything is read
+            _time_member(r.span.start_ns, r.segment_id, r.span.end_ns)
+        watch = [self._key("segments"), *(self._key(k, s) for s in VECTOR_SPACES for k in ("space", "vectors"))]
+        mark = self._key("batch", uuid.uuid4().hex)
+        return self._write("upsert segments", watch, lambda: self._plan_upsert(by_id, vectors), mark=mark)
+
+    def _plan_upsert(self, by_id: dict[int, FusedRecord], vectors: dict[int, dict[str, np.ndarray]]):
+        ids = list(by_id)
+        fields = [_hex64(sid) for sid in ids]
+        # The keys are WATCHed already, so these reads may go on another connection, in one round trip.
+        reads = self._redis.pipeline(transaction=False)
+        reads.hget(self._key("meta"), "store_id")
+        reads.hmget(self._key("segments"), fields)
+        for space in VECTOR_SPACES:
+            reads.hmget(self._key("space", space), ["dim", "revision"])
+            reads.hmget(self._key("vectors", space), fields)
+        store_id, old_segments, *per_space = reads.execute()
+        self._check_store(store_id)
+        states = {space: per_space[2 * i] for i, space in enumerate(VECTOR_SPACES)}
+        olds = {space: per_space[2 * i + 1] for i, space in enumerate(VECTOR_SPACES)}
+        dims = {space: int(dim) for space, (dim, _) in states.items() if dim is not None}
+        _check_dims(vectors, dims)
+
+        unindex: list[tuple[str, str]] = []  # (time-index key, member) of the stored versions that move
+        for sid, data in zip(ids, old_segments):
+            if data is not None:
+                source_id, start_ns, end_ns = json.loads(data)[:3]
+                r = by_id[sid]
+                if (source_id, start_ns, end_ns) != (r.source_id, r.span.start_ns, r.span.end_ns):
+                    unindex.append((self._key("segments_by_time", source_id), _time_member(start_ns, sid, end_ns)))
+
+        changes, space_writes = [], []
+        for space in VECTOR_SPACES:
+            old = {sid: blob for sid, blob in zip(ids, olds[space]) if blob is not None}
+            written = {sid: per[space] for sid, per in vectors.items()
+                       if space in per and old.get(sid) != per[space].tobytes()}
+            removed = [sid for sid in old if space not in vectors[sid]]
+            if not written and not removed:
+                continue
+            _, revision = states[space]
+            revision = 1 if revision is None else int(revision) + 1
+            changes.append(VectorChange(
+                space=space,
+                revision=revision,
+                written_ids=np.fromiter(written, dtype=np.int64, count=len(written)),
+                written_vectors=(np.stack(list(written.values())) if written
+                                 else np.zeros((0, dims[space]), np.float32)),
+                replaced_ids=np.fromiter((sid for sid in written if sid in old), dtype=np.int64),
+                removed_ids=np.asarray(removed, dtype=np.int64),
+            ))
+            space_writes.append((space, dims[space], revision, written, [sid for sid in written if sid not in old],
+                                 removed))
+
+        def queue(pipe) -> None:
+            pipe.hset(self._key("segments"), mapping={_hex64(sid): _segment_json(r) for sid, r in by_id.items()})
+            for key, member in unindex:
+                pipe.zrem(key, member)
+            by_source: dict[str, dict[str, int]] = {}
+            for sid, r in by_id.items():
+                by_source.setdefault(r.source_id, {})[_time_member(r.span.start_ns, sid, r.span.end_ns)] = 0
+            for source_id, members in by_source.items():
+                pipe.zadd(self._key("segments_by_time", source_id), members)
+            for space, dim, revision, written, added, removed in space_writes:
+                if written:
+                    pipe.hset(self._key("vectors", space),
+                              mapping={_hex64(sid): v.tobytes() for sid, v in written.items()})
+                if added:
+                    pipe.zadd(self._key("vector_ids", space), {_hex64(sid): 0 for sid in added})
+                if removed:
+                    pipe.hdel(self._key("vectors", space), *map(_hex64, removed))
+                    pipe.zrem(self._key("vector_ids", space), *map(_hex64, removed))
+                pipe.hset(self._key("space", space), mapping={"dim": dim, "revision": revision})
+
+        return changes, queue
+
+    def get_segments(self, segment_ids: Iterable[int]) -> dict[int, StoredSegment]:
+        """The stored segments among ``segment_ids``, by id; unknown ids are left out."""
+        ids = list(dict.fromkeys(int(i) for i in segment_ids))
+        if not ids:
+            return {}
+        rows = self._read("read segments", lambda: self._redis.hmget(self._key("segments"), [_hex64(i) for i in ids]))
+        return {sid: _segment(sid, data) for sid, data in zip(ids, rows) if data is not None}
+
+    def segments_of_source(self, source_id: str, *, start_ns: int | None = None,
+                           end_ns: int | None = None) -> list[StoredSegment]:
+        """A source's segments in time order; with bounds, those overlapping ``[start_ns, end_ns)``."""
+        lo = -(2**63) if start_ns is None else start_ns
+        hi = 2**63 - 1 if end_ns is None else end_ns
+        # Members start|id|end sort by start, then id: "(" + hex(hi) stops before any start >= hi,
+        # and the end read off the member drops what ends by lo without fetching it.
+        below = "(" + _hex64(hi)
+
+        def read() -> list[tuple[int, bytes | None]]:
+            members = self._redis.zrangebylex(self._key("segments_by_time", source_id), "-", below)
+            ids = [_int64(m[16:32]) for m in members if _int64(m[32:48]) > lo]
+            rows = self._redis.hmget(self._key("segments"), [_hex64(i) for i in ids]) if ids else []
+            return list(zip(ids, rows))
+
+        found = [_segment(sid, data) for sid, data in self._read("read a source's segments", read) if data is not None]
+        # A segment rewritten between the two reads is judged by what it is now.
+        found = [s for s in found if s.source_id == source_id and s.start_ns < hi and s.end_ns > lo]
+        return sorted(found, key=lambda s: (s.start_ns, s.segment_id))
+
+    def count_segments(self) -> int:
+        return self._read("count segments", lambda: self._redis.hlen(self._key("segments")))
+
+    def vector_space(self, space: str) -> VectorSpaceState | None:
+        """Dimension, revision and count of one space; None until a vector was ever written to it."""
+        def read():
+            with self._redis.pipeline() as pipe:  # MULTI: dim, revision and count of one moment
+                pipe.hmget(self._key("space", space), ["dim", "revision"])
+                pipe.hlen(self._key("vectors", space))
+                return pipe.execute()
+
+        (dim, revision), count = self._read("read a vector space", read)
+        return None if dim is None else VectorSpaceState(dim=int(dim), revision=int(revision), count=count)
+
+    def _dim(self, space: str) -> int:
+        dim = self._read("read a vector space", lambda: self._redis.hget(self._key("space", space), "dim"))
+        return 0 if dim is None else int(dim)
+
+    def get_vectors(self, space: str, segment_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids int64 [n], vectors float32 [n, dim])`` for the ids that have a vector in ``space``, by id."""
+        ids = sorted({int(i) for i in segment_ids})
+        blobs = (self._read("read vectors", lambda: self._redis.hmget(self._key("vectors", space),
+                                                                       [_hex64(i) for i in ids])) if ids else [])
+        found = [(sid, blob) for sid, blob in zip(ids, blobs) if blob is not None]
+        if not found:
+            return _unpack([], [], self._dim(space))
+        return _unpack([sid for sid, _ in found], [blob for _, blob in found], 0)
+
+    def iter_vectors(self, space: str, *, batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every vector of ``space`` in id order, ``batch_rows`` at a time. Each page is one id
+        range then one fetch, so nothing is held between pages; a vector removed between the two
+        is left out."""
+        after = "-"
+        while True:
+            def read(after=after):
+                members = self._redis.zrangebylex(self._key("vector_ids", space), after, "+", start=0, num=batch_rows)
+                return members, (self._redis.hmget(self._key("vectors", space), members) if members else [])
+
+            members, blobs = self._read("page through vectors", read)
+            if not members:
+                return
+            found = [(_int64(m), blob) for m, blob in zip(members, blobs) if blob is not None]
+            if found:
+                yield _unpack([sid for sid, _ in found], [blob for _, blob in found], 0)
+            after = b"(" + members[-1]
+
+    # -- what was found in a source: shot boundaries, highlight scores, its summary ---------------
+
+    def put_analysis(self, source_id: str, *, cuts: Sequence[tuple[int, float]], scores: Sequence[HighlightScore],
+                     summary: dict | None) -> None:
+        """Replace a source's cuts, highlight scores and summary, in one transaction."""
+        cut_list = sorted((int(t), float(s)) for t, s in cuts)
+        times = [t for t, _ in cut_list]
+        if len(set(times)) != len(times):  # SQLite's (source_id, t_ns) key refuses these too
+            raise ValueError(f"source {source_id!r}: two cuts at the same time in {times}")
+        by_id = {h.segment_id: h for h in scores}  # the last score of a segment wins, as INSERT OR REPLACE
+        fields = {sid: _hex64(sid) for sid in by_id}
+        owned_key = self._key("highlights_of", source_id)
+
+        def plan():
+            reads = self._redis.pipeline(transaction=False)
+            reads.hget(self._key("meta"), "store_id")
+            reads.smembers(owned_key)
+            if fields:
+                reads.hmget(self._key("highlights"), list(fields.values()))
+            store_id, owned, *current = reads.execute()
+            current = current[0] if current else []
+            self._check_store(store_id)
+            # Highlights are keyed by segment alone (as in SQLite): one stored under another
+            # source leaves that source's set when this put takes it over.
+            moved = [(json.loads(data)[0], fields[sid]) for sid, data in zip(fields, current)
+                     if data is not None and json.loads(data)[0] != source_id]
+
+            def queue(pipe) -> None:
+                pipe.set(self._key("cuts", source_id), json.dumps(cut_list))
+                if owned:
+                    pipe.hdel(self._key("highlights"), *owned)
+                pipe.delete(owned_key)
+                for old_source, field in moved:
+                    pipe.srem(self._key("highlights_of", old_source), field)
+                if by_id:
+                    pipe.hset(self._key("highlights"), mapping={fields[sid]: json.dumps(
+                        [h.source_id, int(h.span.start_ns), int(h.span.end_ns), float(h.score), list(h.labels),
+                         h.reason]) for sid, h in by_id.items()})
+                for sid, h in by_id.items():
+                    pipe.sadd(self._key("highlights_of", h.source_id), fields[sid])
+                if summary is None:
+                    pipe.delete(self._key("summary", source_id))
+                else:
+                    pipe.set(self._key("summary", source_id), json.dumps(summary))
+
+            return None, queue
+
+        self._write("store an analysis", [self._key("highlights"), owned_key], plan)
+
+    def get_cuts(self, source_id: str) -> list[tuple[int, float]]:
+        data = self._read("read cuts", lambda: self._redis.get(self._key("cuts", source_id)))
+        return [] if data is None else [(t, s) for t, s in json.loads(data)]
+
+    def highlight_scores(self, source_id: str | None = None) -> list[HighlightScore]:
+        """Every segment's highlight score (of one source, or all), by source and time."""
+        def read() -> list[tuple[bytes, bytes | None]]:
+            if not source_id:
+                return list(self._redis.hgetall(self._key("highlights")).items())
+            fields = list(self._redis.smembers(self._key("highlights_of", source_id)))
+            return list(zip(fields, self._redis.hmget(self._key("highlights"), fields))) if fields else []
+
+        found = [_highlight(_int64(field), data) for field, data in self._read("read highlight scores", read)
+                 if data is not None]
+        if source_id:
+            found = [h for h in found if h.source_id == source_id]
+        return sorted(found, key=lambda h: (h.source_id, h.span.start_ns, h.segment_id))
+
+    def get_summary(self, source_id: str) -> dict | None:
+        data = self._read("read a summary", lambda: self._redis.get(self._key("summary", source_id)))
+        return None if data is None else json.loads(data)
+
+    def close(self) -> None:
+        self._redis.close()

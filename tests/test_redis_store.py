@@ -1,0 +1,484 @@
+"""The ``MetadataStore`` contract, checked once against both stores (SQLite and Redis), and what
+only the Redis store has to survive: a client dying mid-batch, a competing writer, a lost reply,
+server restarts with and without persistence, an unreachable URL.
+
+Redis cases run a real ``redis-server`` (tests/redis_fixture.py): one per module for the
+contract (each store under its own key prefix), and a private one for each case that kills it.
+Records come from tests/test_index.py's builders, analysis from tests/test_analysis_store.py's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from indexers import redis_store
+from indexers.redis_store import RedisStore, RedisUnavailableError
+from indexers.sqlite_store import SqliteStore
+from indexers.store import SourceInfo, StoredSegment, VectorSpaceState, record_vectors
+from indexers.vectors import VectorIndexConfig, VectorIndexes
+from operators.records import Span, seconds_to_ns, segment_id
+from redis_fixture import INSTALL_HINT, REDIS_SERVER, RedisServer, free_port
+from test_analysis_store import MATCH, S, score, summary_json
+from test_index import DIM, IMAGE_DIM, basis, random_records, random_unit, record
+
+REPO = Path(__file__).resolve().parents[1]
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason=INSTALL_HINT)
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    if REDIS_SERVER is None:
+        pytest.skip(INSTALL_HINT)
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def own_server():
+    """A private server without persistence, for cases that kill it."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def aof_server(tmp_path):
+    """A private server that keeps an fsynced append-only file in tmp_path: restarts keep the data."""
+    server = RedisServer(data_dir=tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+def fresh_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=needs_redis)])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        made = SqliteStore(tmp_path / "db.sqlite3")
+    else:
+        made = RedisStore(request.getfixturevalue("redis_server").url, prefix=fresh_prefix())
+    yield made
+    made.close()
+
+
+def summarize(changes) -> dict[str, tuple]:
+    """space -> (revision, written ids, replaced ids, removed ids), ids sorted."""
+    out = {}
+    for c in changes:
+        assert c.space not in out, f"two changes for {c.space}"
+        assert c.written_vectors.shape == (len(c.written_ids), c.written_vectors.shape[1])
+        out[c.space] = (c.revision, sorted(c.written_ids.tolist()), sorted(c.replaced_ids.tolist()),
+                        sorted(c.removed_ids.tolist()))
+    return out
+
+
+def revisions(store, spaces) -> dict[str, int]:
+    return {space: store.vector_space(space).revision for space in spaces}
+
+
+def as_dict(ids: np.ndarray, vectors: np.ndarray) -> dict[int, bytes]:
+    return {int(i): v.tobytes() for i, v in zip(ids, vectors)}
+
+
+# -- the contract, on both stores --------------------------------------------------------------------
+
+
+def test_the_same_records_twice_change_nothing_the_second_time(store):
+    records = random_records(12)
+    every = sorted(r.segment_id for r in records)
+    spoken = sorted(r.segment_id for r in records if "speech" in r.embeddings)
+    changes = store.upsert_segments(records)
+    assert summarize(changes) == {"visual": (1, every, [], []), "audio": (1, every, [], []),
+                                  "speech": (1, spoken, [], []), "all": (1, every, [], []),
+                                  "image": (1, every, [], [])}
+    image = next(c for c in changes if c.space == "image")
+    assert image.written_vectors.dtype == np.float32 and image.written_vectors.shape == (12, IMAGE_DIM)
+    assert as_dict(image.written_ids, image.written_vectors) == {
+        r.segment_id: record_vectors(r)["image"].tobytes() for r in records}
+
+    assert store.upsert_segments(records) == []
+    assert store.upsert_segments(records[::-1]) == []  # order within a batch does not matter
+    assert revisions(store, ["visual", "audio", "speech", "all", "image"]) == dict.fromkeys(
+        ["visual", "audio", "speech", "all", "image"], 1)
+    assert store.count_segments() == 12
+    assert store.vector_space("speech") == VectorSpaceState(dim=DIM, revision=1, count=len(spoken))
+    assert store.vector_space("clip") is None
+
+
+def test_a_record_replaces_everything_stored_for_its_segment(store):
+    rng = np.random.default_rng(5)
+    keep = record("a", 0, visual=random_unit(rng), audio=random_unit(rng), image=random_unit(rng, IMAGE_DIM))
+    target = record("a", 2, visual=random_unit(rng), audio=random_unit(rng), image=random_unit(rng, IMAGE_DIM))
+    tid = target.segment_id
+    store.upsert_segments([keep, target])
+
+    moved = random_unit(rng)  # a new visual vector, the same audio one, no image any more
+    replacement = record("a", 2, visual=moved, audio=target.embeddings["audio"], description="replaced")
+    changes = store.upsert_segments([replacement])
+    assert summarize(changes) == {"visual": (2, [tid], [tid], []), "image": (2, [], [], [tid])}
+    image = next(c for c in changes if c.space == "image")
+    assert image.written_vectors.shape == (0, IMAGE_DIM)
+    assert store.vector_space("image") == VectorSpaceState(dim=IMAGE_DIM, revision=2, count=1)
+    assert store.vector_space("audio") == VectorSpaceState(dim=DIM, revision=1, count=2)
+    ids, vectors = store.get_vectors("image", [tid, keep.segment_id])
+    assert ids.tolist() == [keep.segment_id] and vectors.shape == (1, IMAGE_DIM)
+    assert as_dict(*store.get_vectors("visual", [tid])) == {tid: record_vectors(replacement)["visual"].tobytes()}
+    assert store.get_segments([tid])[tid].description == "replaced"
+
+    # The same segment, now said to belong to another source at another time: it moves there.
+    elsewhere = dataclasses.replace(replacement, source_id="b", span=Span(seconds_to_ns(10), seconds_to_ns(12)))
+    assert store.upsert_segments([elsewhere]) == []  # same vectors: nothing for the indexes to do
+    assert [s.segment_id for s in store.segments_of_source("a")] == [keep.segment_id]
+    assert [(s.segment_id, s.start_ns) for s in store.segments_of_source("b")] == [(tid, seconds_to_ns(10))]
+    assert store.count_segments() == 2
+
+    # Within one batch the last record of an id wins.
+    twice = [record("c", 0, visual=basis(1)), record("c", 0, visual=basis(2), description="second")]
+    assert summarize(store.upsert_segments(twice)) == {"visual": (3, [twice[0].segment_id], [], [])}
+    assert as_dict(*store.get_vectors("visual", [twice[0].segment_id])) == {twice[0].segment_id: basis(2).tobytes()}
+    assert store.get_segments([twice[0].segment_id])[twice[0].segment_id].description == "second"
+
+
+def test_a_vector_of_another_dimension_is_refused_and_nothing_is_written(store):
+    store.upsert_segments([record("a", 0, visual=basis(1))])
+    with pytest.raises(ValueError, match="visual vectors here are 384-d but this one is 512-d; was it made by"):
+        store.upsert_segments([record("a", 2, visual=basis(1)), record("a", 4, visual=basis(1, 512))])
+    with pytest.raises(ValueError, match="audio vectors here are 512-d but this one is 384-d"):  # a new space too
+        store.upsert_segments([record("b", 0, audio=basis(1, 512)), record("b", 2, audio=basis(1))])
+    with pytest.raises(ValueError, match="zero or not finite"):
+        store.upsert_segments([record("a", 6, visual=np.zeros(DIM, np.float32))])
+    assert store.count_segments() == 1
+    assert store.vector_space("visual") == VectorSpaceState(dim=DIM, revision=1, count=1)
+    assert store.vector_space("audio") is None and store.segments_of_source("b") == []
+
+
+def test_sources_are_found_by_id_then_path_then_unambiguous_name(store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a = SourceInfo("id1", uri=str(tmp_path / "v" / "a.mp4"), name="a.mp4", has_video=True, has_audio=True,
+                   ingested_at_ns=300)
+    b = SourceInfo("id2", uri="/w/a.mp4", name="a.mp4", has_video=True, has_audio=False, status="failed",
+                   error="moov atom not found", ingested_at_ns=100)
+    cam = SourceInfo("/w/a.mp4", uri="rtmp://cam/1", name="cam", has_video=True, has_audio=True, duration_ns=None,
+                     ingested_at_ns=200)  # its id is b's uri
+    d = SourceInfo("id4", uri="/x/d.mp4", name="rtmp://cam/1", has_video=False, has_audio=True, duration_ns=7 * S,
+                   status="done", ingested_at_ns=300)  # its name is cam's uri
+    for source in (a, b, cam, d):
+        store.upsert_source(source)
+
+    assert store.find_source("id2") == b
+    assert store.find_source("/w/a.mp4") == cam  # an id beats a uri
+    assert store.find_source("rtmp://cam/1") == cam  # a uri beats a name
+    assert store.find_source("v/a.mp4") == a  # a relative path, made absolute
+    assert store.find_source("cam") == cam
+    assert store.find_source("nothing") is None
+    with pytest.raises(ValueError, match=r"2 sources are named 'a.mp4' \((id1, id2|id2, id1)\)"):
+        store.find_source("a.mp4")
+    assert [s.source_id for s in store.list_sources()] == ["id2", "/w/a.mp4", "id1", "id4"]  # time, then id
+    assert store.get_source("id4") == d and store.get_source("nope") is None
+
+    done = dataclasses.replace(b, status="done", error=None, duration_ns=5 * S)
+    store.upsert_source(done)
+    assert store.get_source("id2") == done and len(store.list_sources()) == 4
+
+
+def test_segments_of_a_source_come_in_time_order_within_half_open_bounds(store):
+    store.upsert_segments([record("a", t, all=basis(1)) for t in (8, 0, 4, 2, 6)] + [record("b", 1, all=basis(2))])
+
+    def starts(**bounds) -> list[float]:
+        return [s.start_ns / S for s in store.segments_of_source("a", **bounds)]
+
+    assert starts() == [0, 2, 4, 6, 8]
+    assert starts(start_ns=3 * S, end_ns=6 * S) == [2, 4]
+    assert starts(start_ns=4 * S, end_ns=6 * S) == [4]  # [2, 4) ends at 4 and [6, 8) starts at 6: neither overlaps
+    assert starts(start_ns=7 * S) == [6, 8]
+    assert starts(end_ns=2 * S) == [0]
+    assert starts(start_ns=10 * S) == [] and starts(end_ns=0) == []
+    assert [s.source_id for s in store.segments_of_source("b", start_ns=0, end_ns=2 * S)] == ["b"]
+    assert store.segments_of_source("nobody") == []
+    assert store.segments_of_source("a")[0] == StoredSegment(
+        segment_id("a", 0), "a", 0, 2 * S, "a at 0s", (("tabby cat", 0.5),), (("Meow", 0.25),), "", -20.0)
+    wanted = [segment_id("a", 2 * S), segment_id("b", S), 12345]
+    assert sorted(store.get_segments(wanted)) == sorted(wanted[:2])
+
+
+def test_vectors_come_in_id_order_page_by_page(store):
+    records = random_records(25, sources=5)
+    store.upsert_segments(records)
+    pages = list(itertools.islice(store.iter_vectors("visual", batch_rows=7), 10))  # a paging bug may never end
+    assert [len(ids) for ids, _ in pages] == [7, 7, 7, 4]
+    assert all(v.dtype == np.float32 and v.shape == (len(ids), DIM) for ids, v in pages)
+    ids = np.concatenate([ids for ids, _ in pages])
+    assert ids.tolist() == sorted(r.segment_id for r in records)
+    paged = as_dict(ids, np.concatenate([v for _, v in pages]))
+    assert paged == {r.segment_id: record_vectors(r)["visual"].tobytes() for r in records}
+    assert as_dict(*store.get_vectors("visual", ids[::-1])) == paged
+
+    assert [len(ids) for ids, _ in store.iter_vectors("speech", batch_rows=100)] == [9]
+    assert list(store.iter_vectors("clip")) == []
+    none_ids, none_vectors = store.get_vectors("visual", [12345])
+    assert none_ids.shape == (0,) and none_vectors.shape == (0, DIM)
+    assert store.get_vectors("clip", [12345])[1].shape == (0, 0)
+
+    gone = records[4]
+    store.upsert_segments([record(gone.source_id, gone.span.start_ns / S, audio=gone.embeddings["audio"])])
+    left = np.concatenate([ids for ids, _ in store.iter_vectors("visual", batch_rows=7)])
+    assert gone.segment_id not in left.tolist() and len(left) == 24
+
+
+def test_analysis_round_trips_and_a_second_put_replaces_it(store):
+    first_scores = [score(MATCH, 2, 0.5, ("applause",), "Applause"), score(MATCH, 0, 0.8, ("cheering", "loud"))]
+    store.put_analysis(MATCH, cuts=[(5 * S, 0.75), (2 * S, 0.5)], scores=first_scores, summary=summary_json("first"))
+    store.put_analysis("other", cuts=[(S, 0.9)], scores=[score("other", 0, 0.3)], summary=summary_json("other"))
+
+    assert store.get_cuts(MATCH) == [(2 * S, 0.5), (5 * S, 0.75)]  # in time order
+    assert store.highlight_scores(MATCH) == [first_scores[1], first_scores[0]]  # in time order, every field kept
+    assert store.get_summary(MATCH) == summary_json("first")
+    assert [s.source_id for s in store.highlight_scores()] == ["match", "match", "other"]
+
+    second_scores = [score(MATCH, 4, 0.6, ("explosion",))]
+    store.put_analysis(MATCH, cuts=[(7 * S, 0.6)], scores=second_scores, summary=summary_json("second"))
+    assert store.get_cuts(MATCH) == [(7 * S, 0.6)]
+    assert store.highlight_scores(MATCH) == second_scores
+    assert store.get_summary(MATCH)["text"] == "second"
+
+    # A segment's score is kept once: putting it under MATCH takes it from "other".
+    taken = dataclasses.replace(score("other", 0, 0.9), source_id=MATCH)
+    store.put_analysis(MATCH, cuts=[], scores=[taken], summary=None)
+    assert store.highlight_scores(MATCH) == [taken] and store.highlight_scores("other") == []
+    store.put_analysis("other", cuts=[(S, 0.9)], scores=[], summary=summary_json("other"))
+    assert store.highlight_scores(MATCH) == [taken]  # clearing "other" does not reach the score it gave up
+    assert store.get_cuts(MATCH) == [] and store.get_summary(MATCH) is None
+
+    store.put_analysis(MATCH, cuts=[], scores=[], summary=None)
+    assert store.highlight_scores() == [] and store.get_cuts("nobody") == [] and store.get_summary("nobody") is None
+    assert store.get_cuts("other") == [(S, 0.9)] and store.get_summary("other")["text"] == "other"  # untouched
+
+
+# -- Redis only ----------------------------------------------------------------------------------------------
+
+
+@needs_redis
+def test_keys_live_under_the_prefix_and_vectors_are_little_endian_float32(redis_server):
+    prefix = fresh_prefix()
+    store, neighbour = RedisStore(redis_server.url, prefix=prefix), RedisStore(redis_server.url, prefix=prefix + "x")
+    assert RedisStore(redis_server.url, prefix=prefix).store_id == store.store_id != neighbour.store_id
+    records = random_records(3, sources=1)
+    store.upsert_segments(records)
+    assert neighbour.count_segments() == 0 and list(neighbour.iter_vectors("visual")) == []
+
+    admin = redis_server.client()
+    keys = {k.decode().removeprefix(prefix + ":") for k in admin.keys(f"{prefix}:*")}
+    assert {k for k in keys if not k.startswith("batch:")} == {
+        "meta", "segments", "segments_by_time:src0",
+        *(f"{kind}:{space}" for kind in ("space", "vectors", "vector_ids")
+          for space in ("visual", "audio", "speech", "all", "image"))}
+    assert admin.type(f"{prefix}:segments_by_time:src0") == admin.type(f"{prefix}:vector_ids:visual") == b"zset"
+    raw = admin.hget(f"{prefix}:vectors:visual", f"{records[0].segment_id + 2**63:016x}")
+    np.testing.assert_allclose(np.frombuffer(raw, dtype="<f4"), records[0].embeddings["visual"], atol=1e-6)
+    store.upsert_segments([dataclasses.replace(records[1], source_id="elsewhere")])  # leaves src0's time index
+    assert admin.zcard(f"{prefix}:segments_by_time:src0") == 2
+    assert admin.zcard(f"{prefix}:segments_by_time:elsewhere") == 1
+    admin.close()
+    for s in (store, neighbour):
+        s.close()
+
+
+CRASH_MID_EXEC = """
+import os, sys
+import redis.connection
+from indexers.redis_store import RedisStore
+from test_index import random_records
+
+store = RedisStore(sys.argv[1], prefix=sys.argv[2])
+real_send = redis.connection.AbstractConnection.send_packed_command
+
+def send_half_then_die(self, command, check_health=True):
+    data = b"".join(bytes(c) for c in ([command] if isinstance(command, bytes) else command))
+    if b"MULTI" in data:  # the upsert's transaction: the server gets half of it, then the client is gone
+        self._sock.sendall(data[: len(data) // 2])
+        os._exit(17)
+    return real_send(self, command, check_health)
+
+redis.connection.AbstractConnection.send_packed_command = send_half_then_die
+store.upsert_segments(random_records(20, seed=7, prefix="lost"))
+"""
+
+
+@needs_redis
+def test_a_client_dying_mid_batch_leaves_nothing_of_it(redis_server):
+    prefix = fresh_prefix()
+    store = RedisStore(redis_server.url, prefix=prefix)
+    kept = random_records(10)
+    store.upsert_segments(kept)
+    crash = subprocess.run([sys.executable, "-c", CRASH_MID_EXEC, redis_server.url, prefix], cwd=REPO,
+                           env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"},
+                           capture_output=True, text=True, timeout=60)
+    assert crash.returncode == 17, crash.stderr
+    assert store.count_segments() == 10
+    assert store.vector_space("visual") == VectorSpaceState(dim=DIM, revision=1, count=10)
+    lost = random_records(20, seed=7, prefix="lost")
+    assert store.get_segments(r.segment_id for r in lost) == {} and store.segments_of_source("lost0") == []
+    assert summarize(store.upsert_segments(lost))["visual"][0] == 2  # the store carries on where it was
+
+
+@needs_redis
+def test_a_write_landing_between_read_and_exec_makes_the_batch_replan(redis_server):
+    prefix = fresh_prefix()
+    mine, theirs = RedisStore(redis_server.url, prefix=prefix), RedisStore(redis_server.url, prefix=prefix)
+    mine.upsert_segments([record("a", 0, visual=basis(1))])
+    real_plan, planned = mine._plan_upsert, []
+
+    def plan_then_be_overtaken(by_id, vectors):
+        changes, queue = real_plan(by_id, vectors)
+        planned.append([c.revision for c in changes])
+        if len(planned) == 1:
+            assert [c.revision for c in theirs.upsert_segments([record("b", 0, visual=basis(2))])] == [2]
+        return changes, queue
+
+    mine._plan_upsert = plan_then_be_overtaken
+    changes = mine.upsert_segments([record("a", 2, visual=basis(3))])
+    assert planned == [[2], [3]]  # planned revision 2, lost it to the other writer, re-planned
+    assert summarize(changes) == {"visual": (3, [segment_id("a", 2 * S)], [], [])}
+    assert mine.vector_space("visual") == VectorSpaceState(dim=DIM, revision=3, count=3)
+
+
+@needs_redis
+def test_a_reply_lost_after_exec_still_reports_the_batch(redis_server, monkeypatch):
+    store = RedisStore(redis_server.url, prefix=fresh_prefix())
+    real, ran = redis.client.Pipeline._execute_transaction, []
+
+    def run_then_drop(self, connection, commands, raise_on_error):
+        result = real(self, connection, commands, raise_on_error)
+        ran.append(len(commands))
+        if len(ran) == 1:
+            raise redis.ConnectionError("Connection reset by peer (after EXEC ran)")
+        return result
+
+    monkeypatch.setattr(redis.client.Pipeline, "_execute_transaction", run_then_drop)
+    records = random_records(6, sources=2)
+    changes = store.upsert_segments(records)
+    assert len(ran) == 1  # applied once, not again
+    assert summarize(changes)["visual"] == (1, sorted(r.segment_id for r in records), [], [])
+    assert store.vector_space("visual").revision == 1 and store.upsert_segments(records) == []
+
+
+@needs_redis
+def test_a_restart_with_an_append_only_file_is_ridden_out(aof_server, caplog):
+    store = RedisStore(aof_server.url, prefix="p")
+    source = SourceInfo("s", uri="/v/s.mp4", name="s.mp4", has_video=True, has_audio=True)
+    store.upsert_source(source)
+    store.upsert_segments(random_records(8))
+    aof_server.kill()
+    back = threading.Timer(0.3, aof_server.start)  # the server is down when the upsert starts, back 0.3 s later
+    back.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="indexers.redis_store"):
+            changes = store.upsert_segments(random_records(8, seed=1, prefix="later"))
+    finally:
+        back.join()
+    assert f"Redis at {aof_server.url}" in caplog.text and "retrying" in caplog.text
+    assert {c.space: c.revision for c in changes} == dict.fromkeys(["visual", "audio", "speech", "all", "image"], 2)
+    assert store.count_segments() == 16 and store.get_source("s") == source
+    assert RedisStore(aof_server.url, prefix="p").store_id == store.store_id
+
+
+@needs_redis
+def test_a_restart_without_persistence_is_reported_not_papered_over(own_server):
+    store = RedisStore(own_server.url, prefix="p")
+    store.upsert_segments(random_records(4))
+    own_server.kill()
+    own_server.start()  # --save '' --appendonly no: it comes back empty
+    assert store.count_segments() == 0  # reconnected, and reads see what is there
+    lost = "lost this store's data.*restarted without persistence"
+    with pytest.raises(RuntimeError, match=lost):
+        store.upsert_segments(random_records(4))
+    with pytest.raises(RuntimeError, match=lost):
+        store.put_analysis("x", cuts=[], scores=[], summary=None)
+    with pytest.raises(RuntimeError, match=lost):
+        store.upsert_source(SourceInfo("x", uri="/x", name="x", has_video=True, has_audio=False))
+    assert store.count_segments() == 0 and store.get_cuts("x") == [] and store.list_sources() == []
+    assert RedisStore(own_server.url, prefix="p").store_id != store.store_id  # a new store starts afresh
+
+
+@needs_redis
+def test_a_dropped_connection_mid_iteration_is_picked_up_again(own_server):
+    store = RedisStore(own_server.url, prefix="p")
+    records = random_records(20)
+    store.upsert_segments(records)
+    pages = store.iter_vectors("visual", batch_rows=6)
+    first = next(pages)
+    admin = own_server.client()
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # the store's connection
+    admin.close()
+    ids = np.concatenate([first[0], *(ids for ids, _ in pages)])
+    assert ids.tolist() == sorted(r.segment_id for r in records)
+    assert store.count_segments() == 20
+
+
+@needs_redis
+def test_a_server_that_stays_away_ends_in_an_error_naming_it(own_server, monkeypatch):
+    monkeypatch.setattr(redis_store, "_RECONNECT_DELAYS_S", (0.01, 0.02))
+    store = RedisStore(own_server.url, prefix="p")
+    own_server.kill()
+    gone = re.escape(f"lost Redis at {own_server.url}") + ".*could not reconnect within 0.0 s"
+    with pytest.raises(RedisUnavailableError, match=gone):
+        store.count_segments()
+    with pytest.raises(RedisUnavailableError, match=gone):
+        store.upsert_segments(random_records(2))
+
+
+@needs_redis
+def test_an_unreachable_url_fails_at_once_and_names_it_without_the_password():
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailableError) as raised:
+        RedisStore(f"redis://:hunter2@127.0.0.1:{port}/0")
+    assert time.monotonic() - started < 2.0
+    message = str(raised.value)
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in message and "hunter2" not in message
+    assert isinstance(raised.value, ConnectionError)
+    with pytest.raises(ValueError, match="http://127.0.0.1:1 is not a usable Redis URL"):
+        RedisStore("http://127.0.0.1:1")
+
+
+@needs_redis
+def test_vector_indexes_run_on_a_redis_store(redis_server, tmp_path, caplog):
+    store = RedisStore(redis_server.url, prefix=fresh_prefix())
+    records = random_records(30)
+    target = records[7]
+    indexes = VectorIndexes(tmp_path, store, VectorIndexConfig())
+    indexes.apply(store.upsert_segments(records))
+    scores, ids = indexes.search("visual", target.embeddings["visual"][None], 3)
+    assert ids[0, 0] == target.segment_id and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+    replaced = record(target.source_id, target.span.start_ns / S, visual=basis(5))
+    indexes.apply(store.upsert_segments([replaced]))  # revision 2, applied in place
+    scores, ids = indexes.search("visual", basis(5)[None], 1)
+    assert ids[0, 0] == target.segment_id and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    indexes.save()
+
+    with caplog.at_level(logging.INFO, logger="indexers.vectors"):
+        reopened = VectorIndexes(tmp_path, store, VectorIndexConfig())
+        assert reopened.counts() == {"all": 29, "audio": 29, "image": 29, "speech": 10, "visual": 30}
+    assert "building" not in caplog.text  # the saved files match the Redis store's revisions: nothing rebuilt
+    assert reopened.search("visual", basis(5)[None], 1)[1][0, 0] == target.segment_id
