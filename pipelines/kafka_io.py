@@ -11,9 +11,12 @@ format="mpegts")``, so a Kafka stream decodes like any other stream.
 Offsets. The consumer never commits by itself. The caller marks chunks ``done`` once the segments
 they carried are durable and calls ``commit()``: per partition it commits the lowest offset still
 in flight (streams sharing a partition finish out of order), so after a crash a restart resumes at
-the first chunk not yet durable and nothing durable is read again, beyond the part of that chunk
-already indexed. A restarted reader starts mid-GOP: the decoder drops pictures up to the next
-keyframe, which the caller must account for (the TS muxer repeats its tables every 0.1 s).
+the first chunk not yet durable. Chunks are cut by size, not at keyframes, and a decoder started
+mid-GOP drops every picture up to the next keyframe (1 s of a 6-s test clip with a 1-s GOP). So a
+chunk counts as done only once the GOP it ends in is durable, or, exactly:
+``ChunkReader.resume_at(keyframe_packet.pos)`` names the chunk to restart from so that decoding
+resumes at that keyframe; mark the chunks before it done, and skip what the restart decodes
+before the first segment not yet durable.
 
 Dead letters. A message without a key, with an empty value or whose value is not whole MPEG-TS
 packets (each 188 bytes starting with the 0x47 sync byte) is produced unchanged (key, value,
@@ -38,7 +41,7 @@ offset counts as processed once the dead letter is acknowledged.
 
 Other event types (chapter summaries) carry ``type`` and ``source`` and their own fields.
 
-Both producers are idempotent with ``acks=all``: a retried send is not written twice and a
+Every producer here is idempotent with ``acks=all``: a retried send is not written twice and a
 stream's chunks are never reordered. Against the Tansu broker the tests use (shared/FACTS.md),
 consumer-group joins take about ``session_timeout_ms / 2``; its high watermark is wrong with
 batched records, so nothing here reads ``end_offsets`` or lag.
@@ -46,6 +49,7 @@ batched records, so nothing here reads ``end_offsets`` or lag.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import threading
@@ -67,8 +71,8 @@ TS_SYNC_BYTE = 0x47
 DEFAULT_CHUNK_BYTES = TS_PACKET_BYTES * 1000
 MAX_CHUNK_BYTES = TS_PACKET_BYTES * 5000
 """940 KB: under the 1 MiB message limit of Kafka's (and kafka-python's) defaults."""
-# A dead consumer's partitions move to another after 6 s, and a join takes ~3 s instead of Kafka's
-# default 45 s session (which makes a Tansu join take ~22 s: FACTS.md).
+# A dead consumer's partitions move to another member after 6 s, and a join to Tansu takes 3 s
+# (kafka-python's default 45 s session: 23 s, measured; a join lasts about session / 2).
 SESSION_TIMEOUT_MS = 6000
 HEARTBEAT_INTERVAL_MS = 1000
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -157,19 +161,20 @@ def mpegts_chunks(
         if not streams:
             raise ValueError(f"{source}: no audio or video stream to publish")
         outputs = {s.index: out.add_stream_from_template(s) for s in streams}
-        first_seconds = chunk_start_seconds = None
+        first_seconds = chunk_start_seconds = seconds = None
         wall_start = time.monotonic()
         for packet in src.demux(streams):
             if stop is not None and stop.is_set():
                 break
-            if packet.dts is None:  # the demuxer's empty flush packets
+            if packet.size == 0:  # the demuxer's flush packets
                 continue
-            seconds = float(packet.dts * packet.time_base)
-            if first_seconds is None:
-                first_seconds = chunk_start_seconds = seconds
-            if realtime:
+            stamp = packet.dts if packet.dts is not None else packet.pts  # Matroska leaves some dts unset
+            if stamp is not None:
+                seconds = float(stamp * packet.time_base)
+                if first_seconds is None:
+                    first_seconds = chunk_start_seconds = seconds
                 delay = wall_start + (seconds - first_seconds) - time.monotonic()
-                if delay > 0:
+                if realtime and delay > 0:
                     if stop is None:
                         time.sleep(delay)
                     elif stop.wait(delay):
@@ -180,7 +185,8 @@ def mpegts_chunks(
                 yield bytes(sink.data[:chunk_bytes])
                 del sink.data[:chunk_bytes]
                 chunk_start_seconds = seconds
-            if max_chunk_seconds is not None and sink.data and seconds - chunk_start_seconds >= max_chunk_seconds:
+            late = seconds is not None and max_chunk_seconds is not None and seconds - chunk_start_seconds >= max_chunk_seconds
+            if late and sink.data:
                 yield _take_packets(sink.data)
                 chunk_start_seconds = seconds
     # Closing the output flushed the muxer's buffered audio.
@@ -288,7 +294,7 @@ class Chunk:
 
 def malformed_reason(key: bytes | None, value: bytes | None) -> str | None:
     """Why a message cannot be a stream chunk, in words, or None when it can."""
-    if key is None or not key:
+    if not key:
         return "no key: a stream chunk's key is its stream name"
     try:
         key.decode()
@@ -358,8 +364,8 @@ class KafkaStreams:
     def _dead_letter(self, record, reason: str) -> None:
         if self._dead is None:
             self._dead = _Producer(self._bootstrap, max_request_bytes=MAX_CHUNK_BYTES + 64 * 1024)
-        headers = [*(record.headers or []), ("reason", reason.encode()), ("source-topic", record.topic.encode()),
-                   ("source-partition", str(record.partition).encode()), ("source-offset", str(record.offset).encode())]  # fmt: skip
+        where = {"source-topic": record.topic, "source-partition": record.partition, "source-offset": record.offset}
+        headers = [*(record.headers or []), ("reason", reason.encode()), *((k, str(v).encode()) for k, v in where.items())]
         self._dead.send(self.dead_letter_topic, key=record.key, value=record.value or b"", headers=headers)
         self.dead_letters += 1
 
@@ -420,13 +426,16 @@ class ChunkReader:
     ``read(n)`` returns at most ``n`` bytes and never more than is left of the current chunk, so a
     live reader gets what has arrived without waiting for ``n``; it blocks only while the
     iterator does (a queue fed by ``KafkaStreams.poll``, say) and returns ``b""`` when it ends.
-    ``chunk`` is the chunk the last read took bytes from. Not seekable: PyAV reads it as a stream.
+    Not seekable: PyAV reads it as a stream, and a packet's ``pos`` is its byte position in it,
+    which ``resume_at`` maps back to a chunk.
     """
 
-    def __init__(self, chunks: Iterable[Chunk | bytes]) -> None:
+    def __init__(self, chunks: Iterable[Chunk | bytes], *, history: int = 4096) -> None:
         self._chunks = iter(chunks)
         self._data = memoryview(b"")
-        self.chunk: Chunk | None = None
+        self._history = history
+        self._starts: list[int] = []  # stream position of each chunk's first byte, the last `history`
+        self._places: list[tuple[int, int] | None] = []  # its (partition, offset); None for plain bytes
         self.bytes_read = 0
 
     def read(self, size: int = -1) -> bytes:
@@ -436,12 +445,25 @@ class ChunkReader:
             item = next(self._chunks, None)
             if item is None:
                 return b""
-            self.chunk = item if isinstance(item, Chunk) else None
+            self._starts.append(self.bytes_read)
+            self._places.append((item.partition, item.offset) if isinstance(item, Chunk) else None)
+            if len(self._starts) > 2 * self._history:
+                del self._starts[: -self._history], self._places[: -self._history]
             self._data = memoryview(item.data if isinstance(item, Chunk) else item)
-        out = self._data[1:size].tobytes()
+        out = self._data[:size].tobytes()
         self._data = self._data[size:]
         self.bytes_read += len(out)
         return out
+
+    def resume_at(self, keyframe_pos: int) -> tuple[int, int] | None:
+        """``(partition, offset)`` of the chunk to read again from so that decoding restarts at
+        the video keyframe whose packet had ``pos == keyframe_pos``: the chunk that holds the PAT
+        and PMT which the TS muxer writes just before every keyframe (a reader needs them to find
+        the streams). Commit that offset when everything before the keyframe is durable. None
+        when the position is older than the last ``history`` chunks or came as plain bytes."""
+        position = max(0, keyframe_pos - 2 * TS_PACKET_BYTES)
+        i = bisect.bisect_right(self._starts, position) - 1
+        return self._places[i] if i >= 0 else None
 
 
 # -- events out ----------------------------------------------------------------------------------
