@@ -65,9 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="udp://, rtsp://, rtmp://, http(s):// (HLS), or anything FFmpeg reads live; several share the workers")
     p.add_argument("--name", action="append", required=True,
                    help="a stream's name, once per URL in order; restarting with the same name continues it")
+    p.add_argument("--events", default=None, metavar="kafka://HOST:PORT/TOPIC",
+                   help="also publish each highlight as a JSON event to this Kafka topic (schema: pipelines/kafka_io.py)")
     p.add_argument("--max-queue", type=int, default=30,
                    help="segments waiting for the encoders before the oldest is dropped (default 30)")
     _ingest_options(p)
+
+    p = sub.add_parser("publish", parents=[common], help="put a file or stream on a Kafka topic as MPEG-TS chunks")
+    p.add_argument("source", help="a media file or URL")
+    p.add_argument("target", metavar="kafka://HOST:PORT/TOPIC")
+    p.add_argument("--name", required=True, help="the stream's name (the messages' key)")
+    p.add_argument("--fast", action="store_true", help="as fast as possible instead of in real time")
 
     p = sub.add_parser("search", parents=[common], help="moments that match a text query, best first")
     p.add_argument("text")
@@ -105,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ingest(args)
         if args.command == "live":
             return cmd_live(args)
+        if args.command == "publish":
+            return cmd_publish(args)
         if args.command == "search":
             return cmd_search(args)
         if args.command == "highlights":
@@ -271,7 +281,11 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise ValueError("--max-queue must be at least 2")
     config = ingest_config(args)
     use_profile(args.data, config.profile)
-    options = LiveOptions(tuple(args.urls), tuple(args.name), max_queue=args.max_queue)
+    if args.events:
+        from pipelines.kafka_io import parse_kafka_url
+
+        parse_kafka_url(args.events)  # a wrong URL fails now, not at the first highlight
+    options = LiveOptions(tuple(args.urls), tuple(args.name), max_queue=args.max_queue, events_url=args.events)
     reports = run_live(args.data, config, options, ray_address=args.ray_address)
     if args.json:
         print(json.dumps(reports, indent=2))
@@ -279,6 +293,23 @@ def cmd_live(args: argparse.Namespace) -> int:
         print(f"{r['name']}: {r['segments_indexed']} segments indexed in {r['wall_seconds']:.0f} s"
               + (f" ({r['error']})" if r["error"] else ""))
     return 1 if any(r["error"] for r in reports) else 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    import threading
+    import signal as signals
+
+    from pipelines.kafka_io import publish
+
+    stop = threading.Event()
+    signals.signal(signals.SIGTERM, lambda *_: stop.set())
+    report = publish(args.source, args.target, name=args.name, realtime=not args.fast, stop=stop)
+    if args.json:
+        print(json.dumps({"name": args.name, "messages": report.messages, "bytes": report.bytes,
+                          "wall_seconds": round(report.wall_seconds, 3)}, indent=2))
+    else:
+        print(f"{args.name}: {report.messages} messages, {report.bytes / 1e6:.1f} MB in {report.wall_seconds:.1f} s")
+    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -164,6 +164,8 @@ class LiveOptions:
     live: LiveConfig = LiveConfig()
     max_queue: int = 30
     """Segments waiting for the encoders per stream (a minute of 2-s windows); see the module doc."""
+    events_url: str | None = None
+    """kafka://HOST:PORT/TOPIC: highlight events go there too (they always go to DATA/live/NAME.events.jsonl)."""
 
     def __post_init__(self) -> None:
         if not self.urls or len(self.urls) != len(self.names):
@@ -196,10 +198,10 @@ class LiveIngestor(Ingestor):
 class _Stream:
     """What the driver keeps per stream: its highlight scorer, its events, its status file."""
 
-    def __init__(self, name: str, anchor_wall_ns: int, folder: Path) -> None:
+    def __init__(self, name: str, anchor_wall_ns: int, folder: Path, publisher=None) -> None:
         self.name = name
         self.status_path = folder / f"{name}.json"
-        self.events = HighlightEvents(name, anchor_wall_ns, folder / f"{name}.events.jsonl")
+        self.events = HighlightEvents(name, anchor_wall_ns, folder / f"{name}.events.jsonl", publisher=publisher)
         self.scorer = HighlightScorer()
         self.scored_until_ns = -1
         self.shots: dict[int, object] = {}
@@ -213,7 +215,12 @@ class _LiveRun(_Run):
         self.next_status = time.monotonic() + STATUS_EVERY_S
         folder = Path(ingestor.index.data_dir) / "live"
         folder.mkdir(parents=True, exist_ok=True)
-        self.streams = {live_source_id(name): _Stream(name, ingestor.anchors[live_source_id(name)], folder)
+        publisher = None
+        if ingestor.options.events_url:
+            from pipelines.kafka_io import EventPublisher
+
+            publisher = EventPublisher(ingestor.options.events_url)
+        self.streams = {live_source_id(name): _Stream(name, ingestor.anchors[live_source_id(name)], folder, publisher)
                         for name in ingestor.options.names}
         self.indexed_at_last_score = 0
 
@@ -290,12 +297,14 @@ class _LiveRun(_Run):
 
 class HighlightEvents:
     """Highlight moments of a live stream as they close, appended as JSON lines to ``path``
-    (one object per moment; schema in the module doc of ``pipelines.kafka_io`` once Kafka out
-    lands: type, source, source_id, stream_start/end (s), wall_start/end (ISO 8601 UTC), score,
-    labels, reason, clip). A moment closes when a segment below the line follows it."""
+    and to a Kafka topic when configured (one object per moment; the schema is in the module doc
+    of ``pipelines.kafka_io``). A moment closes when a segment below the line follows it."""
 
-    def __init__(self, name: str, anchor_wall_ns: int, path: Path, *, min_score: float = DEFAULT_MIN_SCORE) -> None:
+    def __init__(self, name: str, anchor_wall_ns: int, path: Path, *, min_score: float = DEFAULT_MIN_SCORE,
+                 publisher=None) -> None:
+        """``publisher``: a ``pipelines.kafka_io.EventPublisher`` that also gets every event."""
         self.name, self.anchor_wall_ns, self.path, self.min_score = name, anchor_wall_ns, path, min_score
+        self.publisher = publisher
         self.run: list[HighlightScore] = []
         self.sent: list[dict] = []
 
@@ -317,6 +326,9 @@ class HighlightEvents:
         self.sent.append(event)
         with self.path.open("a") as out:
             out.write(json.dumps(event) + "\n")
+        if self.publisher is not None:
+            self.publisher.send(event, key=self.name)
+            self.publisher.flush()
 
 
 def highlight_event(name: str, anchor_wall_ns: int, moment: HighlightMoment) -> dict:
