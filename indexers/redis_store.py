@@ -521,5 +521,26 @@ class RedisStore:
         data = self._read("read a summary", lambda: self._redis.get(self._key("summary", source_id)))
         return None if data is None else json.loads(data)
 
+    # -- checkpoints and events ---------------------------------------------------------------------
+
+    def put_checkpoint(self, key: str, value: dict) -> None:
+        """Replace the document under ``key`` (a plain SET: repeating it is harmless)."""
+        data = json.dumps(value, allow_nan=False)
+
+        def plan():
+            self._check_store(self._redis.hget(self._key("meta"), "store_id"))
+            return None, lambda pipe: pipe.hset(self._key("checkpoints"), key, data)
+
+        self._write("write a checkpoint", [self._key("checkpoints")], plan)
+
+    def get_checkpoint(self, key: str) -> dict | None:
+        data = self._read("read a checkpoint", lambda: self._redis.hget(self._key("checkpoints"), key))
+        return None if data is None else json.loads(data)
+
+    def publish(self, channel: str, message: str) -> int:
+        """Redis pub/sub on ``PREFIX:CHANNEL``; returns how many subscribers got it. Not retried
+        beyond one reconnect pause: pub/sub is fire-and-forget (the events are also kept elsewhere)."""
+        return self._read("publish an event", lambda: int(self._redis.publish(self._key(channel), message)))
+
     def close(self) -> None:
         self._redis.close()

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS highlight_scores (
 CREATE INDEX IF NOT EXISTS highlights_by_score ON highlight_scores(score);
 CREATE INDEX IF NOT EXISTS highlights_by_source ON highlight_scores(source_id, start_ns);
 CREATE TABLE IF NOT EXISTS summaries (source_id TEXT PRIMARY KEY, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (
     space TEXT NOT NULL, segment_id INTEGER NOT NULL, vector BLOB NOT NULL,
     PRIMARY KEY (space, segment_id));
@@ -338,6 +339,19 @@ class SqliteStore:
     def get_summary(self, source_id: str) -> dict | None:
         with self._lock:
             row = self._db.execute("SELECT summary FROM summaries WHERE source_id=?", (source_id,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    # -- checkpoints: small JSON documents of the live pipeline (stream status, resume points) ---
+
+    def put_checkpoint(self, key: str, value: dict) -> None:
+        """Replace the document under ``key`` (committed when this returns)."""
+        data = json.dumps(value, allow_nan=False)
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?)", (key, data))
+
+    def get_checkpoint(self, key: str) -> dict | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM checkpoints WHERE key=?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def close(self) -> None:

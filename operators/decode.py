@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import BinaryIO, Callable, Iterator, Literal
 
 import av
 import numpy as np
@@ -96,9 +96,11 @@ class MediaInfo:
     container: str
 
 
-def _open(path: str | Path, options: dict[str, str] | None = None, timeout_s: float | None = None) -> av.container.InputContainer:
-    spath = str(path)
-    if "://" not in spath:
+def _open(path: str | Path | BinaryIO, options: dict[str, str] | None = None, timeout_s: float | None = None,
+          format: str | None = None) -> av.container.InputContainer:
+    """``path`` may be a readable file-like object (then give its ``format``)."""
+    spath = str(path) if isinstance(path, (str, Path)) else f"<{type(path).__name__}>"
+    if isinstance(path, (str, Path)) and "://" not in spath:
         p = Path(spath)
         if not p.exists():
             raise MediaError(f"{spath}: no such file")
@@ -107,7 +109,8 @@ def _open(path: str | Path, options: dict[str, str] | None = None, timeout_s: fl
         if p.stat().st_size == 0:
             raise MediaError(f"{spath}: file is empty")
     try:
-        container = av.open(spath, options=options or {}, timeout=timeout_s)
+        target = spath if isinstance(path, (str, Path)) else path
+        container = av.open(target, format=format, options=options or {}, timeout=timeout_s)
     except av.FFmpegError as exc:
         raise MediaError(f"{spath}: not readable as video or audio ({exc.strerror or exc})") from exc
     if not container.streams.video and not container.streams.audio:
@@ -157,23 +160,35 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
 class Decoder:
     """Iterate one source as decoded items in demux order: ``DecodedFrame`` and ``AudioChunk``.
 
-    ``origin_ns`` is subtracted from every timestamp; by default the container's start time.
+    ``origin_ns`` is subtracted from every timestamp; by default the container's start time (set
+    it before iterating to put the clock elsewhere). ``path`` may be a file-like object read as a
+    stream (give ``format``). ``on_keyframe(t_ns, pos)`` is called for each video keyframe packet
+    before it is decoded, with its time on this clock and its byte position in the input.
     """
 
-    def __init__(self, path: str | Path, config: DecodeConfig = DecodeConfig(), *,
-                 options: dict[str, str] | None = None, timeout_s: float | None = None) -> None:
-        self.path = str(path)
+    def __init__(self, path: str | Path | BinaryIO, config: DecodeConfig = DecodeConfig(), *,
+                 options: dict[str, str] | None = None, timeout_s: float | None = None, format: str | None = None,
+                 on_keyframe: Callable[[int, int], None] | None = None) -> None:
+        self.path = str(path) if isinstance(path, (str, Path)) else f"<{type(path).__name__}>"
         self.config = config
         self.stats = DecodeStats()
-        self._container = _open(path, options, timeout_s)
+        self.on_keyframe = on_keyframe
+        self._container = _open(path, options, timeout_s, format)
         self.has_video = bool(self._container.streams.video)
         self.has_audio = bool(self._container.streams.audio)
         self.origin_ns = _start_ns(self._container)
         self.video_end_ns: int | None = None
         """Where the video ends (last frame time plus one frame), known once iteration is done."""
 
+    on_close: Callable[[], None] | None = None
+    """Called after the container is closed (what feeds a file-like input, e.g. a subprocess)."""
+
     def close(self) -> None:
-        self._container.close()
+        try:
+            self._container.close()
+        finally:
+            if self.on_close is not None:
+                self.on_close()
 
     def __enter__(self) -> "Decoder":
         return self
@@ -199,6 +214,9 @@ class Decoder:
 
         for packet in self._demux(streams):
             if packet.stream is video:
+                if self.on_keyframe is not None and packet.is_keyframe and packet.pts is not None and packet.pos is not None \
+                        and packet.pos >= 0:
+                    self.on_keyframe(_pts_to_ns(packet.pts, packet.time_base) - self.origin_ns, packet.pos)
                 if self.config.skip_unsampled:
                     picker.steer(video.codec_context, packet)
                 yield from picker.take(self._decode(packet), self.stats)

@@ -14,10 +14,16 @@ stream time ``t`` therefore happened at about ``anchor_wall_ns + t``, and stream
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
+import select
+import shutil
+import subprocess
 import threading
 import time
+import urllib.request
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -69,6 +75,82 @@ class Connected:
     first_ns: int  # stream time of its first item
 
 
+LISTEN_SCHEMES = {"rtsp": ("rtsp_flags", "listen", "listen_timeout"), "rtmp": ("listen", "1", "timeout")}
+
+
+def split_listen(url: str, wait_s: float) -> tuple[str, dict[str, str]]:
+    """``rtsp://0.0.0.0:8554/cam?listen=1`` or ``rtmp://0.0.0.0:1935/live/cam?listen=1``: wait for a
+    camera to push instead of pulling from a server. Returns the URL without our ``listen=1``
+    and the FFmpeg options that make it a server waiting ``wait_s`` for the camera (then the
+    reader's retry loop listens again, so a stop is never held up longer)."""
+    base, sep, query = url.partition("?")
+    params = [p for p in query.split("&") if p] if sep else []
+    if "listen=1" not in params:
+        return url, {}
+    scheme = base.partition("://")[0].lower()
+    if scheme not in LISTEN_SCHEMES:
+        raise MediaError(f"{url}: listen=1 works for {sorted(LISTEN_SCHEMES)} URLs only")
+    rest = [p for p in params if p != "listen=1"]
+    flag, value, timeout = LISTEN_SCHEMES[scheme]
+    return base + ("?" + "&".join(rest) if rest else ""), {flag: value, timeout: str(max(1, round(wait_s)))}
+
+
+class BridgePipe:
+    """A readable file over an ``ffmpeg`` subprocess that receives what PyAV cannot (SRT: PyAV's
+    FFmpeg has no libsrt) and writes it to stdout as MPEG-TS, stream copy. ``read`` gives up after
+    ``timeout_s`` without data (an ``OSError``, like a network read timeout); ``close`` kills the
+    process outright (ffmpeg ignores SIGTERM while it waits on the network)."""
+
+    def __init__(self, url: str, timeout_s: float, *, open_timeout_s: float = 10.0, probe_seconds: float = 0.5,
+                 ffmpeg: str = "ffmpeg") -> None:
+        exe = shutil.which(ffmpeg)
+        if exe is None:
+            raise MediaError(f"{url}: reading SRT needs the ffmpeg program (with libsrt) on PATH")
+        self.url, self.timeout_s, self.open_timeout_s = url, timeout_s, open_timeout_s
+        self._started = False
+        probe = ["-analyzeduration", str(int(probe_seconds * 1e6)), "-probesize", "1000000", "-fflags", "nobuffer"]
+        self.process = subprocess.Popen([exe, "-nostdin", "-loglevel", "error", *probe, "-i", url, "-map", "0:v?",
+                                         "-map", "0:a?", "-c", "copy", "-f", "mpegts", "pipe:1"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def read(self, size: int = -1) -> bytes:
+        fd = self.process.stdout.fileno()
+        timeout = self.timeout_s if self._started else self.open_timeout_s  # the first bytes wait for the connection
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            raise OSError(f"{self.url}: no data for {timeout} s")
+        self._started = True
+        return os.read(fd, size if size and size > 0 else 1 << 16)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+def hls_ended(url: str, timeout_s: float) -> bytes | None:
+    """For an HLS media playlist (http(s)://....m3u8) that has ended (``#EXT-X-ENDLIST``): a digest
+    of it; None for anything else, or when it cannot be fetched."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https") or not rest.split("?")[0].lower().endswith(".m3u8"):
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            text = response.read(4 << 20)
+    except (OSError, ValueError):
+        return None
+    return hashlib.blake2b(text, digest_size=16).digest() if b"#EXT-X-ENDLIST" in text else None
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """Marks the end of a connection (all its items came before): what is buffered can go out."""
+
+    reason: str
+
+
 def udp_options(url: str) -> str:
     """A UDP URL with a receive buffer large enough for 1080p bursts, tolerant of overruns."""
     if not url.startswith("udp://") or "fifo_size" in url:
@@ -77,8 +159,8 @@ def udp_options(url: str) -> str:
 
 
 class LiveReader:
-    """Iterate ``Connected`` markers and re-anchored decoder items until ``stop`` is set (or the
-    backoff's attempts run out, then ``MediaError``)."""
+    """Iterate ``Connected`` markers, re-anchored decoder items and ``Disconnected`` markers until
+    ``stop`` is set (or the backoff's attempts run out, then ``MediaError``)."""
 
     def __init__(self, url: str, decode: DecodeConfig = DecodeConfig(), config: LiveConfig = LiveConfig(), *,
                  stop: threading.Event | None = None, anchor_wall_ns: int | None = None,
@@ -95,11 +177,18 @@ class LiveReader:
         self.last_ns = -1
         self.reconnects = 0
         self.damaged_packets = 0
+        self._ended_playlist: bytes | None = None
 
     def __iter__(self) -> Iterator[Connected | Item]:
         attempt = 0
         connections = 0
         while not self.stop.is_set():
+            if self._ended_playlist is not None and hls_ended(self.url, self.config.open_timeout_s) == self._ended_playlist:
+                # An ended HLS playlist reads as a recording: opening it again would replay it.
+                attempt += 1
+                if not self._wait(attempt, "the HLS playlist has ended (#EXT-X-ENDLIST) and not changed", quiet=True):
+                    return
+                continue
             try:
                 decoder = self._open()
             except MediaError as exc:
@@ -126,17 +215,31 @@ class LiveReader:
                         self.last_ns = max(self.last_ns, _time_ns(shifted, self.decode.sample_rate))
                         yield shifted
                     reason = "the stream ended"
+                    self._ended_playlist = hls_ended(self.url, self.config.open_timeout_s)
                 except (av.FFmpegError, OSError) as exc:  # read timeout (ExitError), reset, ...
                     reason = f"{type(exc).__name__}: {exc}"
                 finally:
                     self.damaged_packets += decoder.stats.damaged_packets
+            if offset_ns is not None:
+                yield Disconnected(reason)
             attempt += 1
             if not self._wait(attempt, reason):
                 return
 
     def _open(self) -> Decoder:
         options = {"analyzeduration": str(int(self.config.probe_seconds * 1e6)), "probesize": "1000000"}
-        return Decoder(self.url, self.decode, options=options,
+        if self.url.lower().startswith("srt://"):
+            pipe = BridgePipe(self.url, self.config.read_timeout_s, open_timeout_s=self.config.open_timeout_s,
+                              probe_seconds=self.config.probe_seconds)
+            try:
+                decoder = Decoder(pipe, self.decode, options=options, format="mpegts")
+            except (MediaError, OSError) as exc:
+                pipe.close()
+                raise MediaError(f"{self.url}: {exc}") from None
+            decoder.on_close = pipe.close
+            return decoder
+        url, listen = split_listen(self.url, self.config.open_timeout_s)
+        return Decoder(url, self.decode, options={**options, **listen},
                        timeout_s=(self.config.open_timeout_s, self.config.read_timeout_s))
 
     def _offset(self, first_ns: int) -> int:
@@ -146,12 +249,13 @@ class LiveReader:
             self.anchor_wall_ns = now
         return max(now - self.anchor_wall_ns, self.last_ns + 1) - first_ns
 
-    def _wait(self, attempt: int, reason: str) -> bool:
+    def _wait(self, attempt: int, reason: str, *, quiet: bool = False) -> bool:
         backoff = self.config.backoff
         if backoff.max_attempts is not None and attempt > backoff.max_attempts:
             raise MediaError(f"{self.url}: gave up after {attempt - 1} attempts ({reason})")
         delay = backoff.delay_s(attempt - 1, self.rng)
-        log.warning("%s: %s; reconnect attempt %d in %.1f s", self.url, reason, attempt, delay)
+        log.log(logging.INFO if quiet and attempt > 1 else logging.WARNING, "%s: %s; reconnect attempt %d in %.1f s",
+                self.url, reason, attempt, delay)
         return not self.stop.wait(delay)
 
 
@@ -168,13 +272,19 @@ def _shift(item: Item, offset_ns: int, sample_rate: int) -> Item:
 
 
 class SegmentQueue:
-    """Segments read but not yet taken by the encoders, bounded, with an explicit overload policy:
-    past half full, a new segment keeps only its middle frame (fewer frames sampled); when full,
-    the oldest waiting segment is dropped. Both are counted. Thread-safe."""
+    """Segments read but not yet taken by the encoders, bounded, with an explicit overload policy.
 
-    def __init__(self, max_segments: int) -> None:
+    ``"drop"`` (a camera, which cannot wait): past half full, a new segment keeps only its middle
+    frame (fewer frames sampled); when full, the oldest waiting segment is dropped. Both are
+    counted. ``"block"`` (a replayable log such as Kafka, which can): ``put`` waits for room, so
+    the reader slows down to the encoders' pace and nothing is thinned or dropped. Thread-safe."""
+
+    def __init__(self, max_segments: int, policy: str = "drop") -> None:
         if max_segments < 2:
             raise ValueError(f"a live queue needs room for at least 2 segments, got {max_segments}")
+        if policy not in ("drop", "block"):
+            raise ValueError(f"policy must be 'drop' or 'block', got {policy!r}")
+        self.policy = policy
         self.max_segments = max_segments
         self.thinned = 0
         self.dropped = 0
@@ -184,10 +294,12 @@ class SegmentQueue:
 
     def put(self, segment: Segment) -> None:
         with self._cond:
+            while self.policy == "block" and len(self._items) >= self.max_segments and not self._closed:
+                self._cond.wait(0.5)
             if len(self._items) >= self.max_segments:
                 self._items.popleft()
                 self.dropped += 1
-            if len(self._items) >= self.max_segments // 2 and len(segment.frames) > 1:
+            if self.policy == "drop" and len(self._items) >= self.max_segments // 2 and len(segment.frames) > 1:
                 segment = thinned(segment)
                 self.thinned += 1
             self._items.append(segment)
@@ -204,7 +316,10 @@ class SegmentQueue:
         with self._cond:
             while not self._items and not self._closed:
                 self._cond.wait(timeout_s)
-            return self._items.popleft() if self._items else None
+            if not self._items:
+                return None
+            self._cond.notify_all()  # room for a blocked put
+            return self._items.popleft()
 
     def __len__(self) -> int:
         with self._cond:

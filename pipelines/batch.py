@@ -326,8 +326,15 @@ class _Run:
     def tick(self) -> None:
         pass
 
+    def keep_running(self) -> bool:
+        """Go on with nothing to do (a live topic waits for its streams)."""
+        return False
+
+    def _on_segment(self, src: _Source, segment: Segment) -> None:
+        """Each segment as it is pulled, in its source's time order."""
+
     def go(self, queue: deque[SourceOutcome]) -> None:
-        while queue or self.active or self.inflight:
+        while queue or self.active or self.inflight or self.keep_running():
             self.tick()
             while queue and self.free_actors:
                 self._start(queue.popleft())
@@ -386,6 +393,7 @@ class _Run:
             src.decoding = False
             return
         segment: Segment = item
+        self._on_segment(src, segment)
         src.shot_results += src.shots.process([segment])  # in order: a source's segments arrive in time order
         needs = set()
         if len(segment.frames):

@@ -62,9 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("live", parents=[common], help="ingest a live stream until stopped (Ctrl-C or SIGTERM)")
     p.add_argument("urls", nargs="+", metavar="URL",
-                   help="udp://, rtsp://, rtmp://, http(s):// (HLS), or anything FFmpeg reads live; several share the workers")
-    p.add_argument("--name", action="append", required=True,
-                   help="a stream's name, once per URL in order; restarting with the same name continues it")
+                   help="udp://, rtsp://, rtmp://, http(s):// (HLS), srt://, or anything FFmpeg reads live; several share "
+                        "the workers. Or one kafka://HOST:PORT/TOPIC: every stream published there (see publish)")
+    p.add_argument("--name", action="append", default=[],
+                   help="a stream's name, once per URL in order; restarting with the same name continues it "
+                        "(not with kafka://: streams are named by their message keys)")
+    p.add_argument("--group", default=None,
+                   help="kafka:// only: the consumer group (default vidscope-<store id>: workers sharing a store share it)")
     p.add_argument("--events", default=None, metavar="kafka://HOST:PORT/TOPIC",
                    help="also publish each highlight as a JSON event to this Kafka topic (schema: pipelines/kafka_io.py)")
     p.add_argument("--max-queue", type=int, default=30,
@@ -275,8 +279,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_live(args: argparse.Namespace) -> int:
     from pipelines.live import LiveOptions, run_live
 
-    if any(url.startswith("kafka://") for url in args.urls):
-        raise ValueError("kafka:// sources are not supported yet (issue 4 is in progress): use a UDP, RTSP, RTMP or HLS URL")
     if args.max_queue < 2:
         raise ValueError("--max-queue must be at least 2")
     config = ingest_config(args)
@@ -285,7 +287,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         from pipelines.kafka_io import parse_kafka_url
 
         parse_kafka_url(args.events)  # a wrong URL fails now, not at the first highlight
-    options = LiveOptions(tuple(args.urls), tuple(args.name), max_queue=args.max_queue, events_url=args.events)
+    options = LiveOptions(tuple(args.urls), tuple(args.name), max_queue=args.max_queue, events_url=args.events,
+                          group=args.group)
     reports = run_live(args.data, config, options, ray_address=args.ray_address)
     if args.json:
         print(json.dumps(reports, indent=2))

@@ -283,13 +283,16 @@ class Chunk:
     partition: int
     offset: int
     data: bytes = field(repr=False)
+    seq: int | None = None
+    """The ``seq`` header ``publish`` writes (0 starts a stream: a publisher that restarts sends 0 again)."""
 
     def __post_init__(self) -> None:
         if not self.name or self.partition < 0 or self.offset < 0:
             raise ValueError(f"a Chunk needs a name and non-negative partition and offset, got {self!r}")
 
     def __repr__(self) -> str:
-        return f"Chunk(name={self.name!r}, partition={self.partition}, offset={self.offset}, bytes={len(self.data)})"
+        return (f"Chunk(name={self.name!r}, partition={self.partition}, offset={self.offset}, seq={self.seq}, "
+                f"bytes={len(self.data)})")
 
 
 def malformed_reason(key: bytes | None, value: bytes | None) -> str | None:
@@ -352,7 +355,7 @@ class KafkaStreams:
                 self._next[tp.partition] = record.offset + 1
                 reason = malformed_reason(record.key, record.value)
                 if reason is None:
-                    chunks.append(Chunk(record.key.decode(), tp.partition, record.offset, record.value))
+                    chunks.append(Chunk(record.key.decode(), tp.partition, record.offset, record.value, _seq(record.headers)))
                     in_flight.add(record.offset)
                 else:
                     self._dead_letter(record, reason)
@@ -360,6 +363,15 @@ class KafkaStreams:
         if dead:
             self._dead.flush()  # acknowledged before their offsets can be committed
         return chunks
+
+    def pause(self, pause: bool) -> None:
+        """Stop (or start again) fetching from every assigned partition; ``poll`` still keeps the
+        membership alive. Backpressure for a reader that falls behind: the log keeps the rest."""
+        assigned = self._consumer.assignment()
+        if pause:
+            self._consumer.pause(*assigned)
+        else:
+            self._consumer.resume(*assigned)
 
     def _dead_letter(self, record, reason: str) -> None:
         if self._dead is None:
@@ -405,19 +417,33 @@ class KafkaStreams:
         self.close()
 
 
+def _seq(headers) -> int | None:
+    for key, value in headers or ():
+        if key == "seq":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 class _ForgetRevoked(ConsumerRebalanceListener):
-    """A revoked partition's chunks in flight are no longer ours to commit."""
+    """A partition taken away's chunks in flight are no longer ours to commit."""
 
     def __init__(self, streams: KafkaStreams) -> None:
         self.streams = streams
+        self.revoked: set = set()
 
     def on_partitions_revoked(self, revoked) -> None:
-        for tp in revoked:
-            for table in (self.streams._in_flight, self.streams._next, self.streams._committed):
-                table.pop(tp.partition, None)
+        # kafka-python's eager rebalance revokes every partition, then assigns: a partition that
+        # comes back keeps its fetch position, so it must keep what is in flight on it too.
+        self.revoked = set(revoked)
 
     def on_partitions_assigned(self, assigned) -> None:
-        pass
+        for tp in self.revoked - set(assigned):
+            for table in (self.streams._in_flight, self.streams._next, self.streams._committed):
+                table.pop(tp.partition, None)
+        self.revoked = set()
 
 
 class ChunkReader:

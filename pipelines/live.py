@@ -35,15 +35,17 @@ from indexers.store import SourceInfo
 from operators.align import Aligner
 from operators.decode import DecodeConfig
 from operators.highlights import HighlightMoment, HighlightScore, HighlightScorer, Signals, merge_highlights
-from operators.live import Connected, LiveConfig, LiveReader, SegmentQueue
+from operators.live import Connected, Disconnected, LiveConfig, LiveReader, SegmentQueue
 from operators.records import Segment, Span
-from pipelines.batch import DEFAULT_MIN_SCORE, IngestConfig, Ingestor, _Run
+from pipelines.batch import DEFAULT_MIN_SCORE, ENCODERS, IngestConfig, Ingestor, SourceOutcome, _Run, _Source
 from pipelines.runtime import SourceReport
 from pipelines.sources import SourceRef
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 2.0
+EVENTS_CHANNEL = "events"
+"""Redis pub/sub channel (under the store's key prefix: ``vidscope:events``) of live highlight events."""
 
 
 @dataclass(slots=True)
@@ -89,7 +91,7 @@ class LiveSourceActor:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def get_status(self) -> dict:
+    def get_status(self, name: str | None = None) -> dict:
         status = self.status
         status.queue, status.segments_thinned, status.segments_dropped = len(self.queue), self.queue.thinned, self.queue.dropped
         if self._reader is not None:
@@ -122,6 +124,12 @@ class LiveSourceActor:
         pending: list = []
         try:
             for item in reader:
+                if isinstance(item, Disconnected):  # the last seconds go out now, not when the stream returns
+                    if aligner is not None:
+                        self._put(aligner.process(pending) + aligner.flush())
+                    aligner, pending = None, []
+                    self.status.state = "reconnecting"
+                    continue
                 if isinstance(item, Connected):
                     if aligner is not None:
                         self._put(aligner.process(pending) + aligner.flush())
@@ -166,8 +174,23 @@ class LiveOptions:
     """Segments waiting for the encoders per stream (a minute of 2-s windows); see the module doc."""
     events_url: str | None = None
     """kafka://HOST:PORT/TOPIC: highlight events go there too (they always go to DATA/live/NAME.events.jsonl)."""
+    group: str | None = None
+    """Kafka input: the consumer group; default ``vidscope-<store id>`` (workers sharing a store share it)."""
+
+    @property
+    def kafka(self) -> bool:
+        return bool(self.urls) and self.urls[0].startswith("kafka://")
 
     def __post_init__(self) -> None:
+        if any(url.startswith("kafka://") for url in self.urls):
+            if len(self.urls) != 1:
+                raise ValueError("a kafka:// topic is read on its own: give it as the only URL")
+            if self.names:
+                raise ValueError("a kafka:// topic needs no --name: its streams are named by their message keys")
+            from pipelines.kafka_io import parse_kafka_url
+
+            parse_kafka_url(self.urls[0])
+            return
         if not self.urls or len(self.urls) != len(self.names):
             raise ValueError(f"give one --name per stream: {len(self.urls)} URLs, {len(self.names)} names")
         if len(set(self.names)) != len(self.names):
@@ -198,10 +221,11 @@ class LiveIngestor(Ingestor):
 class _Stream:
     """What the driver keeps per stream: its highlight scorer, its events, its status file."""
 
-    def __init__(self, name: str, anchor_wall_ns: int, folder: Path, publisher=None) -> None:
+    def __init__(self, name: str, anchor_wall_ns: int, folder: Path, publisher=None, store=None) -> None:
         self.name = name
         self.status_path = folder / f"{name}.json"
-        self.events = HighlightEvents(name, anchor_wall_ns, folder / f"{name}.events.jsonl", publisher=publisher)
+        self.events = HighlightEvents(name, anchor_wall_ns, folder / f"{name}.events.jsonl", publisher=publisher,
+                                      store=store)
         self.scorer = HighlightScorer()
         self.scored_until_ns = -1
         self.shots: dict[int, object] = {}
@@ -220,9 +244,14 @@ class _LiveRun(_Run):
             from pipelines.kafka_io import EventPublisher
 
             publisher = EventPublisher(ingestor.options.events_url)
-        self.streams = {live_source_id(name): _Stream(name, ingestor.anchors[live_source_id(name)], folder, publisher)
+        self.folder, self.publisher = folder, publisher
+        self.streams = {live_source_id(name): self._new_stream(name, ingestor.anchors[live_source_id(name)])
                         for name in ingestor.options.names}
         self.indexed_at_last_score = 0
+
+    def _new_stream(self, name: str, anchor_wall_ns: int) -> _Stream:
+        store = self.ing.index.store if hasattr(self.ing.index.store, "publish") else None  # Redis: pub/sub too
+        return _Stream(name, anchor_wall_ns, self.folder, self.publisher, store)
 
     def _start(self, outcome) -> None:
         # A reader actor knows its stream's anchor: give each stream the actor made for it.
@@ -240,7 +269,8 @@ class _LiveRun(_Run):
         ing: LiveIngestor = self.ing
         if ing.stop.is_set() and not self.stopping:
             self.stopping = True
-            log.warning("stopping %s: indexing what was read, then saving", ", ".join(ing.options.names))
+            names = [stream.name for stream in self.streams.values()] or list(ing.options.urls)
+            log.warning("stopping %s: indexing what was read, then saving", ", ".join(names))
             for actor in ing.source_actors:
                 actor.stop.remote()
         if self.segments_done != self.indexed_at_last_score:
@@ -282,7 +312,7 @@ class _LiveRun(_Run):
         for src in self.active:
             stream = self.streams[src.outcome.ref.source_id]
             try:
-                status = ray.get(src.actor.get_status.remote(), timeout=2)
+                status = ray.get(src.actor.get_status.remote(stream.name), timeout=2)
             except ray.exceptions.RayError:
                 continue
             status["name"], status["segments_indexed"] = stream.name, src.outcome.segments_indexed
@@ -293,6 +323,145 @@ class _LiveRun(_Run):
             tmp = stream.status_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(status, indent=1))
             os.replace(tmp, stream.status_path)
+            self.ing.index.store.put_checkpoint(f"live-status:{stream.name}", status)  # with Redis: seen by every worker
+
+
+class KafkaIngestor(LiveIngestor):
+    """Every stream of one topic, through one ``KafkaTopicActor``; streams join as they appear."""
+
+    def __init__(self, index: SegmentIndex, config: IngestConfig, options: LiveOptions, stop: threading.Event) -> None:
+        super().__init__(index, config, options, stop, anchors={})
+        self.group = options.group or f"vidscope-{index.store.store_id}"
+        self.outcomes: list[SourceOutcome] = []  # one per stream found on the topic
+
+    def replace_source_actor(self, dead) -> object:
+        # One stream's generator failed: that stream fails alone. A second consumer in the group
+        # would take partitions that no stream of this run reads.
+        return dead
+
+    def _new_source_actor(self, cpus: float):
+        from pipelines.kafka_live import KafkaTopicActor
+
+        return KafkaTopicActor.options(num_cpus=cpus).remote(self.options.urls[0], self.group, self.options.live,
+                                                            self.options.max_queue)
+
+    def _run(self, on_progress) -> _Run:
+        return _KafkaRun(self, on_progress)
+
+
+class _KafkaRun(_LiveRun):
+    """Discovers streams on the topic, starts each, persists their epochs and reports what is
+    durable so the consumer commits; see ``pipelines.kafka_live``."""
+
+    DISCOVER_EVERY_S = 0.5
+
+    def __init__(self, ingestor: KafkaIngestor, on_progress) -> None:
+        super().__init__(ingestor, on_progress)
+        from pipelines.kafka_live import checkpoint_key
+
+        self.actor = ingestor.source_actors[0]
+        self.topic = ingestor.options.urls[0].rsplit("/", 1)[1]
+        self.checkpoint_key = checkpoint_key
+        self.queue = None
+        self.next_discovery = 0.0
+        self.epochs: dict[str, list] = {}  # stream name -> its epochs, as checkpointed
+        self.pulled_end: dict[str, int] = {}
+        self.failed_from: dict[str, int] = {}
+        self.plans: dict = {}
+
+    def go(self, queue) -> None:
+        self.queue = queue
+        super().go(queue)
+
+    def keep_running(self) -> bool:
+        return not self.stopping
+
+    def tick(self) -> None:
+        if time.monotonic() >= self.next_discovery and not self.stopping:
+            self.next_discovery = time.monotonic() + self.DISCOVER_EVERY_S
+            for name in ray.get(self.actor.discovered.remote(), timeout=30):
+                self._add(name)
+        was_saved = time.monotonic() >= self.next_status
+        super().tick()
+        if was_saved:  # the index was just saved: what it holds is durable
+            self._report_durable()
+
+    def _add(self, name: str) -> None:
+        from pipelines.kafka_live import StreamPlan
+
+        ing: KafkaIngestor = self.ing
+        source_id = live_source_id(name)
+        known = ing.index.store.get_source(source_id)
+        anchor = known.ingested_at_ns if known is not None else time.time_ns()
+        ing.anchors[source_id] = anchor
+        uri = f"{ing.options.urls[0]}#{name}"
+        ing.index.add_source(SourceInfo(source_id, uri, name, has_video=True, has_audio=True, status="ingesting",
+                                        ingested_at_ns=anchor))
+        checkpoint = ing.index.store.get_checkpoint(self.checkpoint_key(self.topic, name)) or {}
+        self.epochs[name] = [list(e) for e in checkpoint.get("epochs", [])]
+        starts = frozenset(s.start_ns for s in ing.index.store.segments_of_source(source_id))
+        self.streams[source_id] = self._new_stream(name, anchor)
+        outcome = SourceOutcome(SourceRef(uri, source_id, given_name=name))
+        self.plans[source_id] = StreamPlan(name, source_id, tuple(tuple(e) for e in self.epochs[name]), starts, anchor)
+        ing.outcomes.append(outcome)
+        self.queue.append(outcome)
+        log.warning("stream %r on %s: %s", name, ing.options.urls[0],
+                    f"resuming ({len(starts)} segments indexed before)" if starts else "new")
+
+    def _start(self, outcome) -> None:
+        cfg = self.ing.config
+        gen = self.actor.segments.remote(self.plans[outcome.ref.source_id], cfg.decode, self.window_ns)
+        stages = {name: [] for name in self.ing.pools if name in ENCODERS}
+        self.active.append(_Source(outcome, self.actor, gen, buffers=stages))
+
+    def _retire(self, src) -> None:
+        super()._retire(src)
+        self.free_actors = [self.actor]  # one actor serves every stream
+
+    def _on_segment(self, src, segment: Segment) -> None:
+        name = src.outcome.ref.given_name
+        self.pulled_end[name] = segment.span.end_ns
+        epoch = segment.meta.get("kafka_epoch")
+        if epoch is not None and list(epoch) not in self.epochs[name]:
+            # Before any segment of the epoch is written, hence before any of it is committed.
+            # Merged with what is stored: another worker may have held the stream before a rebalance.
+            key = self.checkpoint_key(self.topic, name)
+            stored = (self.ing.index.store.get_checkpoint(key) or {}).get("epochs", [])
+            merged = sorted({tuple(e) for e in stored} | {tuple(e) for e in self.epochs[name]} | {tuple(epoch)})
+            self.epochs[name] = [list(e) for e in merged]
+            self.ing.index.store.put_checkpoint(key, {"epochs": self.epochs[name]})
+
+    def _fail(self, sids: list[int], reason: str) -> None:
+        # A segment that could not be indexed is not durable: nothing from it on is committed, so
+        # a restart tries it again.
+        for sid in sids:
+            seg = self.segs.get(sid)
+            if seg is not None:
+                name = seg.source.outcome.ref.given_name
+                self.failed_from[name] = min(self.failed_from.get(name, seg.span.start_ns), seg.span.start_ns)
+        super()._fail(sids, reason)
+
+    def _durable_ns(self, src) -> int | None:
+        name = src.outcome.ref.given_name
+        in_flight = [seg.span.start_ns for seg in self.segs.values() if seg.source is src]
+        durable_ns = min(in_flight) if in_flight else self.pulled_end.get(name)
+        if durable_ns is not None and name in self.failed_from:
+            durable_ns = min(durable_ns, self.failed_from[name])
+        return durable_ns
+
+    def _report_durable(self) -> None:
+        for src in self.active:
+            durable_ns = self._durable_ns(src)
+            if durable_ns is not None:
+                self.actor.durable.remote(src.outcome.ref.given_name, durable_ns)
+
+    def _analyse(self, src) -> None:
+        # The stream ended (we are stopping): everything it gave is written; save, then report.
+        self.ing.index.save()
+        durable_ns = self._durable_ns(src)
+        if durable_ns is not None:
+            ray.get(self.actor.durable.remote(src.outcome.ref.given_name, durable_ns), timeout=30)
+        super()._analyse(src)
 
 
 class HighlightEvents:
@@ -301,10 +470,11 @@ class HighlightEvents:
     of ``pipelines.kafka_io``). A moment closes when a segment below the line follows it."""
 
     def __init__(self, name: str, anchor_wall_ns: int, path: Path, *, min_score: float = DEFAULT_MIN_SCORE,
-                 publisher=None) -> None:
-        """``publisher``: a ``pipelines.kafka_io.EventPublisher`` that also gets every event."""
+                 publisher=None, store=None) -> None:
+        """``publisher``: a ``pipelines.kafka_io.EventPublisher`` that also gets every event;
+        ``store``: a ``RedisStore``, which publishes each on the channel ``PREFIX:events``."""
         self.name, self.anchor_wall_ns, self.path, self.min_score = name, anchor_wall_ns, path, min_score
-        self.publisher = publisher
+        self.publisher, self.store = publisher, store
         self.run: list[HighlightScore] = []
         self.sent: list[dict] = []
 
@@ -329,6 +499,11 @@ class HighlightEvents:
         if self.publisher is not None:
             self.publisher.send(event, key=self.name)
             self.publisher.flush()
+        if self.store is not None:
+            try:
+                self.store.publish(EVENTS_CHANNEL, json.dumps(event))
+            except Exception as exc:  # noqa: BLE001 - the event is in the file (and on Kafka); pub/sub is best effort
+                log.warning("could not publish a highlight event on Redis: %s", exc)
 
 
 def highlight_event(name: str, anchor_wall_ns: int, moment: HighlightMoment) -> dict:
@@ -354,6 +529,18 @@ def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with SegmentIndex(data_dir) as index:
+            if options.kafka:
+                ingestor = KafkaIngestor(index, config, options, stop)
+                try:
+                    ingestor.start()
+                    result = ingestor.ingest([], force=True)
+                    committed = ray.get(ingestor.source_actors[0].close.remote(), timeout=60)
+                    log.warning("committed offsets on %s: %s", options.urls[0], committed)
+                finally:
+                    ingestor.close()
+                index.save()
+                return [{"name": o.ref.name, "url": o.ref.uri, "segments_indexed": o.segments_indexed, "error": o.error,
+                         "wall_seconds": round(result.wall_seconds, 3)} for o in ingestor.outcomes]
             anchors, refs = {}, []
             for url, name in zip(options.urls, options.names):
                 source_id = live_source_id(name)

@@ -51,6 +51,22 @@ def test_queue_under_half_keeps_every_frame_and_closes_cleanly():
         SegmentQueue(1)
 
 
+def test_a_blocking_queue_waits_for_room_and_neither_thins_nor_drops():
+    import threading
+
+    queue = SegmentQueue(2, policy="block")
+    put = threading.Thread(target=lambda: [queue.put(segment(i, frames=3)) for i in range(5)])
+    put.start()
+    time.sleep(0.3)
+    assert len(queue) == 2 and put.is_alive()  # waiting for room
+    got = [queue.get(timeout_s=2) for _ in range(5)]
+    put.join(timeout=2)
+    assert [s.span.start_ns // (2 * S) for s in got] == [0, 1, 2, 3, 4] and all(len(s.frames) == 3 for s in got)
+    assert queue.thinned == queue.dropped == 0
+    with pytest.raises(ValueError):
+        SegmentQueue(4, policy="lossy")
+
+
 def test_backoff_is_jittered_capped_and_grows():
     rng = random.Random(0)
     backoff = Backoff(initial_s=0.5, max_s=2.0)
@@ -168,3 +184,62 @@ def test_a_udp_stream_is_searchable_while_it_plays_survives_the_sender_restartin
     assert all(test_started <= datetime.fromisoformat(e["wall_start"]) <= datetime.now(timezone.utc) for e in events)
     summary = json.loads(cli("summary", "cam", "--data", str(data), "--json").stdout)
     assert summary["chapters"] and "cat" in summary["text"].lower()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+@pytest.mark.slow
+def test_an_overloaded_stream_thins_then_drops_counts_every_segment_and_its_memory_stays_flat(tmp_path):
+    """The real reader actor on a real UDP stream sent at 3x real time, taken by a consumer
+    slower than that (encoders that cannot keep up): what the queue cannot hold is thinned,
+    then dropped, every segment read is either handed on or counted as dropped, and the
+    reader's memory does not grow with the backlog."""
+    import ray
+
+    from operators.decode import DecodeConfig
+    from operators.live import LiveConfig
+    from pipelines.live import LiveSourceActor
+    from pipelines.runtime import SourceReport
+
+    video = tmp_path / "long.mp4"
+    build_video(video, (Scene("cat", 30.0), Scene("coffee", 30.0)), (), width=640, height=360, gop=30)
+    port = free_udp_port()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        actor = LiveSourceActor.remote(LiveConfig(), 6, None, "live-overload")
+        pid = ray.get(actor.pid.remote())
+        gen = actor.segments.remote(f"udp://127.0.0.1:{port}", "live-overload", DecodeConfig(), 2 * S)
+        sender = subprocess.Popen([find_ffmpeg(), "-loglevel", "error", "-readrate", "3", "-i", str(video), "-c", "copy",
+                                   "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"])
+        pulled, frames, memory = [], [], []
+        try:
+            while sender.poll() is None:
+                segment = ray.get(next(gen))
+                pulled.append(segment.span.start_ns)
+                frames.append(len(segment.frames))
+                memory.append(rss_mib(pid))
+                time.sleep(1.5)  # 1.3 s of stream a second: the stream brings 6
+            status = ray.get(actor.get_status.remote())
+            actor.stop.remote()
+            for ref in gen:
+                item = ray.get(ref)
+                if isinstance(item, SourceReport):
+                    break
+                pulled.append(item.span.start_ns)
+                frames.append(len(item.frames))
+            final = ray.get(actor.get_status.remote())
+        finally:
+            sender.kill()
+    finally:
+        ray.shutdown()
+    print(f"pulled {len(pulled)}, status {final}, reader RSS {memory[len(memory) // 3]:.0f} -> {max(memory[len(memory) // 3:]):.0f} MiB")
+    assert status["segments_dropped"] > 0 and status["segments_thinned"] > 0 and status["queue"] <= 6
+    assert final["segments_read"] == len(pulled) + final["segments_dropped"]  # nothing lost without being counted
+    assert pulled == sorted(pulled) and 1 in frames and max(frames) == 2  # thinned to one frame, in time order
+    later = memory[len(memory) // 3:]
+    assert max(later) - later[0] < 40, memory  # flat: bounded by the queue, not by the backlog

@@ -274,6 +274,19 @@ def test_analysis_round_trips_and_a_second_put_replaces_it(store):
     assert store.get_cuts("other") == [(S, 0.9)] and store.get_summary("other")["text"] == "other"  # untouched
 
 
+def test_checkpoints_round_trip_are_replaced_whole_and_refuse_nan(store):
+    assert store.get_checkpoint("kafka:video:cam1") is None
+    store.put_checkpoint("kafka:video:cam1", {"epochs": [[0, 0, 1_400_000_000]], "anchor_wall_ns": 2**62})
+    store.put_checkpoint("live-status:cam1", {"state": "streaming", "lag_seconds": 1.5})
+    assert store.get_checkpoint("kafka:video:cam1") == {"epochs": [[0, 0, 1_400_000_000]], "anchor_wall_ns": 2**62}
+    store.put_checkpoint("kafka:video:cam1", {"epochs": []})
+    assert store.get_checkpoint("kafka:video:cam1") == {"epochs": []}  # replaced, not merged
+    assert store.get_checkpoint("live-status:cam1")["lag_seconds"] == 1.5
+    with pytest.raises(ValueError):
+        store.put_checkpoint("bad", {"lag": float("nan")})
+    assert store.get_checkpoint("bad") is None
+
+
 # -- Redis only ----------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,108 @@
+"""``vidscope live kafka://``: a stream published on a real Kafka-protocol broker (Tansu) is indexed
+while it plays, survives ``vidscope`` being killed mid-stream (each segment once, none missing),
+and a garbage message goes to the dead-letter topic while the stream goes on."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from pipelines.kafka_io import publish
+from pipelines.synth import Scene, build_video
+from test_kafka_io import read_topic, topic_url  # noqa: F401 - a fresh topic per call
+from test_live import cli, read_status, wait_for
+
+pytest_plugins = ["kafka_fixture"]
+S = 1_000_000_000
+
+
+def start_live(url: str, data: Path) -> subprocess.Popen:
+    # A session of its own: SIGKILL to the group takes Ray's processes down with it, as a crash would.
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "live", url, "--data", str(data), "--no-speech",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def spans(data: Path) -> list[tuple[int, int]]:
+    try:
+        with sqlite3.connect(data / "vidscope.sqlite3") as db:
+            return db.execute("select start_ns, end_ns from segments order by start_ns").fetchall()
+    except sqlite3.Error:
+        return []
+
+
+def whole(found: list[tuple[int, int]]) -> list[int]:
+    """Start times, without a last window of a few ms (the video outlasts the audio by 21 ms)."""
+    if found and found[-1][1] - found[-1][0] < S // 10:
+        found = found[:-1]
+    return [a for a, _ in found]
+
+
+@pytest.mark.slow
+def test_a_kafka_stream_survives_a_killed_worker_each_segment_once_and_garbage_goes_to_the_dead_letters(
+        kafka_bootstrap, topic_url, tmp_path):  # noqa: F811
+    video = tmp_path / "feed.mp4"
+    build_video(video, (Scene("cat", 12.0), Scene("coffee", 12.0)), (), width=320, height=240, gop=30)
+    topic, url = topic_url()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer.send(topic, key=b"feed", value=b"this is not MPEG-TS").get(timeout=10)
+    producer.close()
+    data = tmp_path / "data"
+    status_path = data / "live" / "feed.json"
+    first = start_live(url, data)
+    second = None
+    publisher = threading.Thread(target=publish, args=(str(video), url), kwargs={"name": "feed", "realtime": True})
+    try:
+        publisher.start()  # in real time, 24 s; the group reads the topic from its start, so nothing is missed
+        # Killed once some of it is indexed and committed, while the rest is still being published.
+        wait_for(lambda: (len(spans(data)) >= 4 and (read_status(status_path) or {}).get("committed"))
+                 or first.poll() is not None, 120, "4 segments indexed and an offset committed")
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        before = read_status(status_path)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        indexed_at_kill = len(spans(data))
+        second = start_live(url, data)
+        publisher.join(timeout=60)
+        expected = [t * S for t in range(0, 24, 2)]
+        try:
+            wait_for(lambda: whole(spans(data)) == expected or second.poll() is not None, 120, "every segment")
+        except AssertionError:
+            second.send_signal(signal.SIGTERM)
+            raise AssertionError(f"indexed {[a / S for a, _ in spans(data)]}; {second.communicate(timeout=60)[1][-4000:]}")
+        assert second.poll() is None, second.communicate()[1][-3000:]
+        status = wait_for(lambda: (s := read_status(status_path)) and s.get("stream_seconds", 0) >= 24 and s, 20,
+                          "the second worker's status to reach the end")
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        out, err = second.communicate(timeout=120) if second is not None else ("", "")
+    assert second.returncode == 0, err[-3000:]
+    print(f"killed with {indexed_at_kill} segments indexed, committed {before['committed']}; restart read "
+          f"{status['segments_read']} and skipped {status['segments_skipped']}")
+    # Every window once, none missing, none overlapping: a resumed decode gives the same times.
+    found = spans(data)
+    assert whole(found) == expected
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(found, found[1:]))
+    # The restart resumed at the committed offset, not from the start of the topic.
+    assert status["segments_read"] + status["segments_skipped"] < len(expected)
+    assert status["segments_read"] >= len(expected) - indexed_at_kill
+    (report,) = json.loads(out)
+    assert report["name"] == "feed" and report["error"] is None
+    # What is seen is where it is: the cat in the first 12 s, the coffee after.
+    for query, (lo, hi) in (("a cat", (0, 12)), ("a cup of coffee", (12, 24))):
+        hits = json.loads(cli("search", query, "--data", str(data), "--json").stdout)
+        assert hits[0]["source"] == "feed" and lo <= hits[0]["start"] < hi, (query, hits[:2])
+    (dead,) = read_topic(kafka_bootstrap, f"{topic}.dead-letter", 1)
+    headers = dict(dead.headers)
+    assert dead.key == b"feed" and dead.value == b"this is not MPEG-TS"
+    assert b"not MPEG-TS" in headers["reason"] and headers["source-topic"] == topic.encode()
+    assert status["dead_letters"] == 0 and before["dead_letters"] == 1  # the first worker met it and moved past
