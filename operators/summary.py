@@ -58,6 +58,8 @@ class SummaryInput:
     segments: tuple[SegmentFacts, ...]  # in time order
     cuts_ns: tuple[int, ...]
     highlights: tuple[HighlightMoment, ...]
+    start_ns: int = 0
+    """Where the part summarised starts (a live stream's chapter: ``[start_ns, duration_ns)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,9 @@ class Summariser(Operator[SummaryInput, Summary]):
         return [self.summarise(item) for item in batch]
 
     def summarise(self, item: SummaryInput) -> Summary:
-        spans = chapter_spans(item.duration_ns, item.cuts_ns, self.config)
+        start = item.start_ns
+        spans = [Span(span.start_ns + start, span.end_ns + start) for span in
+                 chapter_spans(item.duration_ns - start, [t - start for t in item.cuts_ns], self.config)]
         sentences = _sentences(item.segments)
         key = self._key_sentences(sentences)
         timeline = tuple(sorted(item.highlights, key=lambda h: h.span.start_ns))
@@ -190,8 +194,12 @@ class Summariser(Operator[SummaryInput, Summary]):
             said = " ".join(f"“{s}”" for s in key)
             prompt = f"Chapters of the video {item.name}:\n{lines}\nKey things said: {said}\nSummarise the whole video in two or three sentences."
             return self._backend.generate([Prompt(prompt)])[0].strip() or "(no summary)"
-        length = duration_words(item.duration_ns)
-        parts = [f"A {length} video in {len(chapters)} chapter{'s' if len(chapters) != 1 else ''}."]
+        length = duration_words(item.duration_ns - item.start_ns)
+        count = f"{len(chapters)} chapter{'s' if len(chapters) != 1 else ''}"
+        if item.start_ns:
+            parts = [f"From {clock(item.start_ns)} to {clock(item.duration_ns)}, in {count}."]
+        else:
+            parts = [f"A {length} video in {count}."]
         subjects = []
         for chapter in chapters:
             for label in chapter.labels[:1]:

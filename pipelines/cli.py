@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="kafka:// only: the consumer group (default vidscope-<store id>: workers sharing a store share it)")
     p.add_argument("--events", default=None, metavar="kafka://HOST:PORT/TOPIC",
                    help="also publish each highlight as a JSON event to this Kafka topic (schema: pipelines/kafka_io.py)")
+    p.add_argument("--chapter-seconds", type=float, default=120.0,
+                   help="summarise every this many seconds of a stream as a chapter event (default 120)")
     p.add_argument("--max-queue", type=int, default=30,
                    help="segments waiting for the encoders before the oldest is dropped (default 30)")
     _ingest_options(p)
@@ -281,6 +283,8 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     if args.max_queue < 2:
         raise ValueError("--max-queue must be at least 2")
+    if not args.chapter_seconds >= 4:
+        raise ValueError("--chapter-seconds must be at least 4 (two windows)")
     config = ingest_config(args)
     use_profile(args.data, config.profile)
     if args.events:
@@ -288,7 +292,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
         parse_kafka_url(args.events)  # a wrong URL fails now, not at the first highlight
     options = LiveOptions(tuple(args.urls), tuple(args.name), max_queue=args.max_queue, events_url=args.events,
-                          group=args.group)
+                          group=args.group, chapter_seconds=args.chapter_seconds)
     reports = run_live(args.data, config, options, ray_address=args.ray_address)
     if args.json:
         print(json.dumps(reports, indent=2))

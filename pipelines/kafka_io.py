@@ -39,7 +39,16 @@ offset counts as processed once the dead letter is acknowledged.
      "reason": "cheering and a shot change",
      "clip": {"source_id": "9f2c...", "start": 12.0, "end": 18.0}}   # what to cut, in stream s
 
-Other event types (chapter summaries) carry ``type`` and ``source`` and their own fields.
+A chapter of a live stream (every ``--chapter-seconds`` of it, default 120, and its last part when
+it stops), summarised like a source::
+
+    {"type": "chapter", "source": "cam-1", "source_id": "9f2c...",
+     "stream_start": 120.0, "stream_end": 240.0, "wall_start": "...", "wall_end": "...",
+     "text": "A cat, then a cup of coffee. The crowd cheers at 3:05. ...",
+     "labels": ["tabby cat", "espresso"],
+     "highlights": [{"start": 184.0, "end": 190.0, "score": 0.7, "labels": [...], "reason": "..."}]}
+
+Every event carries ``type`` and ``source``; consumers skip types they do not know.
 
 Every producer here is idempotent with ``acks=all``: a retried send is not written twice and a
 stream's chunks are never reordered. Against the Tansu broker the tests use (shared/FACTS.md),

@@ -37,6 +37,7 @@ from operators.decode import DecodeConfig
 from operators.highlights import HighlightMoment, HighlightScore, HighlightScorer, Signals, merge_highlights
 from operators.live import Connected, Disconnected, LiveConfig, LiveReader, SegmentQueue
 from operators.records import Segment, Span
+from operators.summary import SegmentFacts, SummaryInput
 from pipelines.batch import DEFAULT_MIN_SCORE, ENCODERS, IngestConfig, Ingestor, SourceOutcome, _Run, _Source
 from pipelines.runtime import SourceReport
 from pipelines.sources import SourceRef
@@ -176,6 +177,8 @@ class LiveOptions:
     """kafka://HOST:PORT/TOPIC: highlight events go there too (they always go to DATA/live/NAME.events.jsonl)."""
     group: str | None = None
     """Kafka input: the consumer group; default ``vidscope-<store id>`` (workers sharing a store share it)."""
+    chapter_seconds: float = 120.0
+    """Every this much of a stream (indexed, in time order) is summarised as a chapter event."""
 
     @property
     def kafka(self) -> bool:
@@ -230,6 +233,8 @@ class _Stream:
         self.scored_until_ns = -1
         self.shots: dict[int, object] = {}
         self.anchor_wall_ns = anchor_wall_ns
+        self.chapter: list = []  # (StoredSegment, HighlightScore) of the chapter being gathered
+        self.unscored: dict = {}  # segment id -> StoredSegment handed to the scorer, its score not out yet
 
 
 class _LiveRun(_Run):
@@ -248,6 +253,7 @@ class _LiveRun(_Run):
         self.streams = {live_source_id(name): self._new_stream(name, ingestor.anchors[live_source_id(name)])
                         for name in ingestor.options.names}
         self.indexed_at_last_score = 0
+        self.chapter_refs: dict = {}  # summary call -> (stream, start_ns, end_ns) of a live chapter
 
     def _new_stream(self, name: str, anchor_wall_ns: int) -> _Stream:
         store = self.ing.index.store if hasattr(self.ing.index.store, "publish") else None  # Redis: pub/sub too
@@ -299,10 +305,48 @@ class _LiveRun(_Run):
             signals.append(Signals(s.segment_id, s.source_id, Span(s.start_ns, s.end_ns), s.events, s.loudness_db,
                                    shot.motion if shot else 0.0, len(shot.cuts_ns) if shot else 0, s.transcript))
             stream.scored_until_ns = s.end_ns - 1
-        for score in stream.scorer.process(signals) + (stream.scorer.flush() if final else []):
+        scored = stream.scorer.process(signals) + (stream.scorer.flush() if final else [])
+        stream.unscored.update((s.segment_id, s) for s in stored if s.end_ns - 1 <= stream.scored_until_ns)
+        for score in scored:  # a segment's score comes a call later than the segment (the look-ahead)
             stream.events.push(score)
+            if score.segment_id in stream.unscored:
+                stream.chapter.append((stream.unscored.pop(score.segment_id), score))
         if final:
             stream.events.close_run()
+        chapter_ns = int(self.ing.options.chapter_seconds * 1e9)
+        if stream.chapter and (final or stream.chapter[-1][0].end_ns - stream.chapter[0][0].start_ns >= chapter_ns):
+            self._summarise_chapter(src, stream)
+
+    def _summarise_chapter(self, src, stream: _Stream) -> None:
+        """The chapter gathered so far goes to the summary stage; its text goes out as an event."""
+        rows, stream.chapter = stream.chapter, []
+        segments = [s for s, _ in rows]
+        shots = [stream.shots.get(s.segment_id) for s in segments]
+        cuts = tuple(t for shot in shots if shot is not None for t in shot.cuts_ns)
+        start_ns, end_ns = segments[0].start_ns, segments[-1].end_ns
+        item = SummaryInput(
+            source_id=src.outcome.ref.source_id, name=stream.name, duration_ns=end_ns, start_ns=start_ns,
+            segments=tuple(SegmentFacts(s.start_ns, s.end_ns, s.description, s.labels, s.events, s.transcript)
+                           for s in segments),
+            cuts_ns=cuts, highlights=tuple(merge_highlights([score for _, score in rows], list(cuts),
+                                                            min_score=DEFAULT_MIN_SCORE)))
+        ref = self.ing.pools["summary"].submit("summary", [item])
+        self.inflight[ref] = ("summary", [])
+        self.chapter_refs[ref] = (stream, start_ns, end_ns)
+
+    def _collect(self, ref) -> None:
+        if ref not in self.chapter_refs:
+            super()._collect(ref)
+            return
+        self.inflight.pop(ref)
+        self.ing.pools["summary"].done(ref)
+        stream, start_ns, end_ns = self.chapter_refs.pop(ref)
+        try:
+            summary = ray.get(ref)[0].to_json()
+        except ray.exceptions.RayError as exc:  # the segments are indexed; this chapter just has no event
+            log.warning("chapter summary of %s failed: %s", stream.name, exc)
+            return
+        stream.events.emit(chapter_event(stream.name, stream.anchor_wall_ns, summary, start_ns, end_ns))
 
     def _analyse(self, src) -> None:
         self.score_highlights(src, final=True)  # the last highlight event goes out before the summary
@@ -492,7 +536,10 @@ class HighlightEvents:
             return
         (moment,) = merge_highlights(self.run, min_score=self.min_score, max_moment_ns=2**62)
         self.run = []
-        event = highlight_event(self.name, self.anchor_wall_ns, moment)
+        self.emit(highlight_event(self.name, self.anchor_wall_ns, moment))
+
+    def emit(self, event: dict) -> None:
+        """To the file, the Kafka topic and Redis pub/sub, whichever are configured."""
         self.sent.append(event)
         with self.path.open("a") as out:
             out.write(json.dumps(event) + "\n")
@@ -506,9 +553,21 @@ class HighlightEvents:
                 log.warning("could not publish a highlight event on Redis: %s", exc)
 
 
+def _wall(anchor_wall_ns: int, t_ns: int) -> str:
+    return datetime.fromtimestamp((anchor_wall_ns + t_ns) / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def chapter_event(name: str, anchor_wall_ns: int, summary: dict, start_ns: int, end_ns: int) -> dict:
+    """A live chapter: the summary of ``[start_ns, end_ns)`` of the stream (schema: ``pipelines.kafka_io``)."""
+    labels = list(dict.fromkeys(label for c in summary["chapters"] for label in c["labels"]))
+    return {"type": "chapter", "source": name, "source_id": summary["source_id"], "stream_start": start_ns / 1e9,
+            "stream_end": end_ns / 1e9, "wall_start": _wall(anchor_wall_ns, start_ns), "wall_end": _wall(anchor_wall_ns, end_ns),
+            "text": summary["text"], "labels": labels, "highlights": summary["timeline"]}
+
+
 def highlight_event(name: str, anchor_wall_ns: int, moment: HighlightMoment) -> dict:
     def wall(t_ns: int) -> str:
-        return datetime.fromtimestamp((anchor_wall_ns + t_ns) / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+        return _wall(anchor_wall_ns, t_ns)
 
     start, end = moment.span.start_seconds, moment.span.end_seconds
     return {"type": "highlight", "source": name, "source_id": moment.source_id, "stream_start": start, "stream_end": end,

@@ -134,7 +134,8 @@ def test_a_udp_stream_is_searchable_while_it_plays_survives_the_sender_restartin
     port, data = free_udp_port(), tmp_path / "data"
     status_path = data / "live" / "cam.json"
     live = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "live", f"udp://127.0.0.1:{port}", "--name", "cam",
-                             "--data", str(data), "--no-speech", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--data", str(data), "--no-speech", "--chapter-seconds", "8", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     senders = []
     try:
@@ -176,8 +177,13 @@ def test_a_udp_stream_is_searchable_while_it_plays_survives_the_sender_restartin
     # hole is shorter than the outage, but it is there.
     assert gap > 0
     # Highlights went out as events while it played: the cheering (10-14 s into each play of the feed).
-    events = [json.loads(line) for line in (data / "live" / "cam.events.jsonl").read_text().splitlines()]
-    assert events and all(e["type"] == "highlight" and e["source"] == "cam" for e in events)
+    everything = [json.loads(line) for line in (data / "live" / "cam.events.jsonl").read_text().splitlines()]
+    events = [e for e in everything if e["type"] == "highlight"]
+    assert events and all(e["source"] == "cam" for e in everything)
+    # Chapters went out every 8 s of the stream, each summarised: the cat's, then the coffee's.
+    chapters = [e for e in everything if e["type"] == "chapter"]
+    assert len(chapters) >= 3 and all(b["stream_start"] >= a["stream_end"] for a, b in zip(chapters, chapters[1:]))
+    assert "cat" in chapters[0]["text"].lower() and any(w in c["text"].lower() for c in chapters[1:] for w in ("coffee", "espresso", "cup")), chapters
     assert any({"crowd", "cheering", "crowd cheering", "applause"} & set(e["labels"]) for e in events), events
     first_play = spans[0][0] / S
     assert any(first_play + 8.5 <= e["stream_start"] <= first_play + 14.0 for e in events), (first_play, events)
