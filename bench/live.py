@@ -103,6 +103,7 @@ def main() -> int:
     latencies: list[float] = []
     lags: list[tuple[float, float]] = []
     peak_rss = 0
+    memory: list[int] = []
     started = time.monotonic()
     db = None
     media_zero_ns = None
@@ -129,7 +130,9 @@ def main() -> int:
                 lags.append((time.monotonic() - started, worst))
             except (OSError, ValueError, KeyError):
                 pass
-            peak_rss = max(peak_rss, tree_rss(proc))
+            rss_now = tree_rss(proc)
+            peak_rss = max(peak_rss, rss_now)
+            memory.append(rss_now)
     finals = [json.loads(p.read_text()) for p in status_paths]
     for extra in senders:
         extra.kill()
@@ -147,7 +150,10 @@ def main() -> int:
           f"({'flat' if last_lag - first_lag < 1.0 else 'GROWING'})")
     print(f"dropped {sum(f['segments_dropped'] for f in finals)}, thinned {sum(f['segments_thinned'] for f in finals)}, "
           f"reconnects {sum(f['reconnects'] for f in finals)}")
-    print(f"peak RSS, every vidscope and Ray process: {peak_rss / 1e9:.2f} GB")
+    mq = max(1, len(memory) // 4)
+    rss_first, rss_last = np.mean(memory[mq:2 * mq]) / 1e9, np.mean(memory[-mq:]) / 1e9  # after the first quarter's warm-up
+    print(f"peak RSS, every vidscope and Ray process: {peak_rss / 1e9:.2f} GB; mean {rss_first:.2f} GB in the second "
+          f"quarter, {rss_last:.2f} GB in the last ({'flat' if rss_last - rss_first < 0.15 else 'GROWING'})")
     return 0
 
 
