@@ -24,7 +24,6 @@ import signal
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -34,19 +33,18 @@ from indexers.index import SegmentIndex
 from indexers.store import SourceInfo
 from operators.align import Aligner
 from operators.decode import DecodeConfig
-from operators.highlights import HighlightMoment, HighlightScore, HighlightScorer, Signals, merge_highlights
+from operators.highlights import HighlightScorer, Signals, merge_highlights
 from operators.live import Connected, Disconnected, LiveConfig, LiveReader, SegmentQueue
 from operators.records import Segment, Span
 from operators.summary import SegmentFacts, SummaryInput
 from pipelines.batch import DEFAULT_MIN_SCORE, ENCODERS, IngestConfig, Ingestor, SourceOutcome, _Run, _Source
+from pipelines.live_events import HighlightEvents, chapter_event
 from pipelines.runtime import SourceReport
 from pipelines.sources import SourceRef
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 2.0
-EVENTS_CHANNEL = "events"
-"""Redis pub/sub channel (under the store's key prefix: ``vidscope:events``) of live highlight events."""
 
 
 @dataclass(slots=True)
@@ -506,74 +504,6 @@ class _KafkaRun(_LiveRun):
         if durable_ns is not None:
             ray.get(self.actor.durable.remote(src.outcome.ref.given_name, durable_ns), timeout=30)
         super()._analyse(src)
-
-
-class HighlightEvents:
-    """Highlight moments of a live stream as they close, appended as JSON lines to ``path``
-    and to a Kafka topic when configured (one object per moment; the schema is in the module doc
-    of ``pipelines.kafka_io``). A moment closes when a segment below the line follows it."""
-
-    def __init__(self, name: str, anchor_wall_ns: int, path: Path, *, min_score: float = DEFAULT_MIN_SCORE,
-                 publisher=None, store=None) -> None:
-        """``publisher``: a ``pipelines.kafka_io.EventPublisher`` that also gets every event;
-        ``store``: a ``RedisStore``, which publishes each on the channel ``PREFIX:events``."""
-        self.name, self.anchor_wall_ns, self.path, self.min_score = name, anchor_wall_ns, path, min_score
-        self.publisher, self.store = publisher, store
-        self.run: list[HighlightScore] = []
-        self.sent: list[dict] = []
-
-    def push(self, score: HighlightScore) -> None:
-        adjacent = self.run and self.run[-1].span.end_ns == score.span.start_ns
-        if score.score >= self.min_score and (adjacent or not self.run):
-            self.run.append(score)
-            return
-        self.close_run()
-        if score.score >= self.min_score:
-            self.run.append(score)
-
-    def close_run(self) -> None:
-        if not self.run:
-            return
-        (moment,) = merge_highlights(self.run, min_score=self.min_score, max_moment_ns=2**62)
-        self.run = []
-        self.emit(highlight_event(self.name, self.anchor_wall_ns, moment))
-
-    def emit(self, event: dict) -> None:
-        """To the file, the Kafka topic and Redis pub/sub, whichever are configured."""
-        self.sent.append(event)
-        with self.path.open("a") as out:
-            out.write(json.dumps(event) + "\n")
-        if self.publisher is not None:
-            self.publisher.send(event, key=self.name)
-            self.publisher.flush()
-        if self.store is not None:
-            try:
-                self.store.publish(EVENTS_CHANNEL, json.dumps(event))
-            except Exception as exc:  # noqa: BLE001 - the event is in the file (and on Kafka); pub/sub is best effort
-                log.warning("could not publish a highlight event on Redis: %s", exc)
-
-
-def _wall(anchor_wall_ns: int, t_ns: int) -> str:
-    return datetime.fromtimestamp((anchor_wall_ns + t_ns) / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
-
-
-def chapter_event(name: str, anchor_wall_ns: int, summary: dict, start_ns: int, end_ns: int) -> dict:
-    """A live chapter: the summary of ``[start_ns, end_ns)`` of the stream (schema: ``pipelines.kafka_io``)."""
-    labels = list(dict.fromkeys(label for c in summary["chapters"] for label in c["labels"]))
-    return {"type": "chapter", "source": name, "source_id": summary["source_id"], "stream_start": start_ns / 1e9,
-            "stream_end": end_ns / 1e9, "wall_start": _wall(anchor_wall_ns, start_ns), "wall_end": _wall(anchor_wall_ns, end_ns),
-            "text": summary["text"], "labels": labels, "highlights": summary["timeline"]}
-
-
-def highlight_event(name: str, anchor_wall_ns: int, moment: HighlightMoment) -> dict:
-    def wall(t_ns: int) -> str:
-        return _wall(anchor_wall_ns, t_ns)
-
-    start, end = moment.span.start_seconds, moment.span.end_seconds
-    return {"type": "highlight", "source": name, "source_id": moment.source_id, "stream_start": start, "stream_end": end,
-            "wall_start": wall(moment.span.start_ns), "wall_end": wall(moment.span.end_ns), "score": moment.score,
-            "labels": list(moment.labels), "reason": moment.reason,
-            "clip": {"source_id": moment.source_id, "start": start, "end": end}}
 
 
 def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_address: str | None = None) -> list[dict]:

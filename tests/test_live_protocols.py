@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -83,20 +82,20 @@ def test_rtsp_rtmp_hls_and_srt_are_read_side_by_side_and_each_is_found_by_what_i
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     done = threading.Event()
     base = [ffmpeg, "-nostdin", "-loglevel", "error", "-re"]
-    senders = []
     try:
         wait_for(lambda: all(read_status(data / "live" / f"{n}.json") for n in urls) or live.poll() is not None, 120,
                  "every stream to start")
         assert live.poll() is None, live.communicate()[1][-3000:]
-        senders = [
-            pushing(base + ["-i", str(videos["rtsp"]), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
-                            f"rtsp://127.0.0.1:{rtsp}/cam"], done),
-            pushing(base + ["-i", str(videos["rtmp"]), "-c", "copy", "-f", "flv", f"rtmp://127.0.0.1:{rtmp}/live/cam"], done),
-            pushing(base + ["-i", str(videos["hls"]), "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
-                            str(hls / "stream.m3u8")], done),
-            pushing(base + ["-i", str(videos["srt"]), "-c", "copy", "-f", "mpegts", f"srt://127.0.0.1:{srt}?mode=listener"],
-                    done),
+        commands = [
+            base + ["-i", str(videos["rtsp"]), "-c", "copy", "-f", "rtsp", "-rtsp_transport", "tcp",
+                    f"rtsp://127.0.0.1:{rtsp}/cam"],
+            base + ["-i", str(videos["rtmp"]), "-c", "copy", "-f", "flv", f"rtmp://127.0.0.1:{rtmp}/live/cam"],
+            base + ["-i", str(videos["hls"]), "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_list_size", "6",
+                    str(hls / "stream.m3u8")],
+            base + ["-i", str(videos["srt"]), "-c", "copy", "-f", "mpegts", f"srt://127.0.0.1:{srt}?mode=listener"],
         ]
+        for command in commands:  # each camera pushes, again and again until vidscope listens
+            pushing(command, done)
 
         def indexed() -> dict | None:
             counts = {n: (read_status(data / "live" / f"{n}.json") or {}).get("segments_indexed", 0) for n in urls}
