@@ -99,8 +99,9 @@ class MediaInfo:
 def _open(path: str | Path | BinaryIO, options: dict[str, str] | None = None, timeout_s: float | None = None,
           format: str | None = None) -> av.container.InputContainer:
     """``path`` may be a readable file-like object (then give its ``format``)."""
-    spath = str(path) if isinstance(path, (str, Path)) else f"<{type(path).__name__}>"
-    if isinstance(path, (str, Path)) and "://" not in spath:
+    is_path = isinstance(path, (str, Path))
+    spath = _shown(path)
+    if is_path and "://" not in spath:
         p = Path(spath)
         if not p.exists():
             raise MediaError(f"{spath}: no such file")
@@ -109,14 +110,18 @@ def _open(path: str | Path | BinaryIO, options: dict[str, str] | None = None, ti
         if p.stat().st_size == 0:
             raise MediaError(f"{spath}: file is empty")
     try:
-        target = spath if isinstance(path, (str, Path)) else path
-        container = av.open(target, format=format, options=options or {}, timeout=timeout_s)
+        container = av.open(spath if is_path else path, format=format, options=options or {}, timeout=timeout_s)
     except av.FFmpegError as exc:
         raise MediaError(f"{spath}: not readable as video or audio ({exc.strerror or exc})") from exc
     if not container.streams.video and not container.streams.audio:
         container.close()
         raise MediaError(f"{spath}: holds no video or audio stream")
     return container
+
+
+def _shown(path: str | Path | BinaryIO) -> str:
+    """A path or URL as itself; a file-like input by its type, for messages."""
+    return str(path) if isinstance(path, (str, Path)) else f"<{type(path).__name__}>"
 
 
 def _start_ns(container: av.container.InputContainer) -> int:
@@ -169,7 +174,7 @@ class Decoder:
     def __init__(self, path: str | Path | BinaryIO, config: DecodeConfig = DecodeConfig(), *,
                  options: dict[str, str] | None = None, timeout_s: float | None = None, format: str | None = None,
                  on_keyframe: Callable[[int, int], None] | None = None) -> None:
-        self.path = str(path) if isinstance(path, (str, Path)) else f"<{type(path).__name__}>"
+        self.path = _shown(path)
         self.config = config
         self.stats = DecodeStats()
         self.on_keyframe = on_keyframe

@@ -64,6 +64,10 @@ class LiveConfig:
     (re)connection by as much)."""
     backoff: Backoff = Backoff()
 
+    def probe_options(self) -> dict[str, str]:
+        """FFmpeg options that find a stream's streams in ``probe_seconds`` (at most 1 MB)."""
+        return {"analyzeduration": str(int(self.probe_seconds * 1e6)), "probesize": "1000000"}
+
 
 @dataclass(frozen=True, slots=True)
 class Connected:
@@ -101,14 +105,14 @@ class BridgePipe:
     ``timeout_s`` without data (an ``OSError``, like a network read timeout); ``close`` kills the
     process outright (ffmpeg ignores SIGTERM while it waits on the network)."""
 
-    def __init__(self, url: str, timeout_s: float, *, open_timeout_s: float = 10.0, probe_seconds: float = 0.5,
-                 ffmpeg: str = "ffmpeg") -> None:
+    def __init__(self, url: str, timeout_s: float, *, open_timeout_s: float = 10.0,
+                 probe_options: dict[str, str] | None = None, ffmpeg: str = "ffmpeg") -> None:
         exe = shutil.which(ffmpeg)
         if exe is None:
             raise MediaError(f"{url}: reading SRT needs the ffmpeg program (with libsrt) on PATH")
         self.url, self.timeout_s, self.open_timeout_s = url, timeout_s, open_timeout_s
         self._started = False
-        probe = ["-analyzeduration", str(int(probe_seconds * 1e6)), "-probesize", "1000000", "-fflags", "nobuffer"]
+        probe = [x for k, v in (probe_options or {}).items() for x in (f"-{k}", v)] + ["-fflags", "nobuffer"]
         self.process = subprocess.Popen([exe, "-nostdin", "-loglevel", "error", *probe, "-i", url, "-map", "0:v?",
                                          "-map", "0:a?", "-c", "copy", "-f", "mpegts", "pipe:1"],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -227,10 +231,10 @@ class LiveReader:
                 return
 
     def _open(self) -> Decoder:
-        options = {"analyzeduration": str(int(self.config.probe_seconds * 1e6)), "probesize": "1000000"}
+        options = self.config.probe_options()
         if self.url.lower().startswith("srt://"):
             pipe = BridgePipe(self.url, self.config.read_timeout_s, open_timeout_s=self.config.open_timeout_s,
-                              probe_seconds=self.config.probe_seconds)
+                              probe_options=self.config.probe_options())
             try:
                 decoder = Decoder(pipe, self.decode, options=options, format="mpegts")
             except (MediaError, OSError) as exc:

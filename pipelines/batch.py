@@ -369,10 +369,13 @@ class _Run:
 
     def _start(self, outcome: SourceOutcome) -> None:
         actor = self.free_actors.pop()
-        cfg = self.ing.config
-        gen = actor.segments.remote(outcome.ref.uri, outcome.ref.source_id, cfg.decode, self.window_ns)
+        gen = self._segments(actor, outcome)
         stages = {name: [] for name in self.ing.pools if name in ENCODERS}
         self.active.append(_Source(outcome, actor, gen, buffers=stages))
+
+    def _segments(self, actor, outcome: SourceOutcome):
+        """The source's streaming generator of segments, ending with a ``SourceReport``."""
+        return actor.segments.remote(outcome.ref.uri, outcome.ref.source_id, self.ing.config.decode, self.window_ns)
 
     def _pull(self, src: _Source) -> None:
         try:

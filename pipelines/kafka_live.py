@@ -250,7 +250,7 @@ class KafkaTopicActor:
         new_epoch = not earlier or (first.seq == 0 and not any(e[:2] == here for e in epochs))
         stream.readers += 1
         reader = ChunkReader(self._feed(stream, first))
-        options = {"analyzeduration": str(int(self.live.probe_seconds * 1e6)), "probesize": "1000000"}
+        options = self.live.probe_options()
 
         def keyframe(t_ns: int, pos: int) -> None:
             stream.keyframes.append((t_ns, reader.resume_at(pos)))

@@ -37,7 +37,7 @@ from operators.highlights import HighlightScorer, Signals, merge_highlights
 from operators.live import Connected, Disconnected, LiveConfig, LiveReader, SegmentQueue
 from operators.records import Segment, Span
 from operators.summary import SegmentFacts, SummaryInput
-from pipelines.batch import DEFAULT_MIN_SCORE, ENCODERS, IngestConfig, Ingestor, SourceOutcome, _Run, _Source
+from pipelines.batch import DEFAULT_MIN_SCORE, IngestConfig, Ingestor, SourceOutcome, _Run
 from pipelines.live_events import HighlightEvents, chapter_event
 from pipelines.runtime import SourceReport
 from pipelines.sources import SourceRef
@@ -432,13 +432,9 @@ class _KafkaRun(_LiveRun):
         from pipelines.kafka_live import StreamPlan
 
         ing: KafkaIngestor = self.ing
-        source_id = live_source_id(name)
-        known = ing.index.store.get_source(source_id)
-        anchor = known.ingested_at_ns if known is not None else time.time_ns()
-        ing.anchors[source_id] = anchor
         uri = f"{ing.options.urls[0]}#{name}"
-        ing.index.add_source(SourceInfo(source_id, uri, name, has_video=True, has_audio=True, status="ingesting",
-                                        ingested_at_ns=anchor))
+        source_id, anchor = register_stream(ing.index, uri, name)
+        ing.anchors[source_id] = anchor
         checkpoint = ing.index.store.get_checkpoint(self.checkpoint_key(self.topic, name)) or {}
         self.epochs[name] = [list(e) for e in checkpoint.get("epochs", [])]
         starts = frozenset(s.start_ns for s in ing.index.store.segments_of_source(source_id))
@@ -451,10 +447,11 @@ class _KafkaRun(_LiveRun):
                     f"resuming ({len(starts)} segments indexed before)" if starts else "new")
 
     def _start(self, outcome) -> None:
-        cfg = self.ing.config
-        gen = self.actor.segments.remote(self.plans[outcome.ref.source_id], cfg.decode, self.window_ns)
-        stages = {name: [] for name in self.ing.pools if name in ENCODERS}
-        self.active.append(_Source(outcome, self.actor, gen, buffers=stages))
+        _Run._start(self, outcome)  # not _LiveRun's: there is no actor per stream to pick
+        self.free_actors = [self.actor]  # one actor serves every stream
+
+    def _segments(self, actor, outcome):
+        return actor.segments.remote(self.plans[outcome.ref.source_id], self.ing.config.decode, self.window_ns)
 
     def _retire(self, src) -> None:
         super()._retire(src)
@@ -506,6 +503,17 @@ class _KafkaRun(_LiveRun):
         super()._analyse(src)
 
 
+def register_stream(index: SegmentIndex, uri: str, name: str) -> tuple[str, int]:
+    """Record stream ``name`` as a source being ingested; returns its id and wall-clock anchor
+    (a stream seen before keeps its anchor: a restart continues its clock)."""
+    source_id = live_source_id(name)
+    known = index.store.get_source(source_id)
+    anchor = known.ingested_at_ns if known is not None else time.time_ns()
+    index.add_source(SourceInfo(source_id, uri, name, has_video=True, has_audio=True, status="ingesting",
+                                ingested_at_ns=anchor))
+    return source_id, anchor
+
+
 def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_address: str | None = None) -> list[dict]:
     """Ingest the streams until SIGINT/SIGTERM; returns each one's final report."""
     from pipelines.batch import local_ray_cpus
@@ -532,11 +540,7 @@ def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_
                          "wall_seconds": round(result.wall_seconds, 3)} for o in ingestor.outcomes]
             anchors, refs = {}, []
             for url, name in zip(options.urls, options.names):
-                source_id = live_source_id(name)
-                known = index.store.get_source(source_id)
-                anchors[source_id] = known.ingested_at_ns if known is not None else time.time_ns()  # a restart continues the clock
-                index.add_source(SourceInfo(source_id, url, name, has_video=True, has_audio=True, status="ingesting",
-                                            ingested_at_ns=anchors[source_id]))
+                source_id, anchors[source_id] = register_stream(index, url, name)
                 refs.append(SourceRef(url, source_id, given_name=name))
             ingestor = LiveIngestor(index, config, options, stop, anchors)
             try:
