@@ -60,8 +60,9 @@ class HighlightConfig:
     event_from: float = 0.05
     event_full: float = 0.2
     """Heard excitement counts from ``event_from`` and fully at ``event_full`` (the best event's
-    score plus half the second's: cheering and applause together are stronger evidence). YAMNet's
-    int8 scores are coarse: 0.18 is its usual "clearly there", 0.09 "maybe"."""
+    score plus half the second's: cheering and applause together are stronger evidence). Set when
+    YAMNet ran as its int8 graph (0.18 "clearly there", 0.09 "maybe"); its float graph scores
+    applause over a 2-s window ~0.3, a crowd ~0.1-0.25 (bench/audio_tagger.py)."""
     rise_from_db: float = 3.0
     rise_full_db: float = 15.0
     quiet_floor_db: float = -50.0

@@ -1,9 +1,15 @@
 """The offline-profile encoders on real media with known answers.
 
 Media is made here: photos from scikit-image (a cat, a cup of espresso, a rocket, an
-astronaut), a real crowd recording from Debian's heroes-sound-effects, speech from espeak-ng.
-Answers: Chelsea is a cat; coffee() is espresso in a cup; foule1.wav is a cheering crowd;
-espeak says exactly the sentence it is given, where it is placed.
+astronaut), real recordings from Debian's heroes-sound-effects (applause, a car horn), speech
+from espeak-ng in its default voice. Answers: Chelsea is a cat; coffee() is espresso in a cup;
+foule2.wav from 3 s is applause; claxon.wav is a car horn; espeak says exactly the sentence it
+is given, where it is placed.
+
+The assertions are properties that do not hang on one machine's rounding: the expected class
+ahead of everything unrelated by a margin, most words of a sentence heard (not one chosen
+word), a query's moment ahead of the others by a margin. tests/test_numerics.py checks that the
+same answers come out of a second numeric configuration of every encoder.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ from operators.speech import SpeechRecognizer
 from operators.text import TextEncoder
 from operators.visual import VisualEncoder, imagenet_names
 
-CROWD_WAV = Path("/usr/share/games/heroes/sfx/foule1.wav")  # Debian heroes-sound-effects
-APPLAUSE_WAV = CROWD_WAV.with_name("foule2.wav")  # from 3 s on: YAMNet hears Applause
-CROWD_EVENTS = {"Crowd", "Cheering", "Applause"}
-ESPEAK_VOICE = ["-v", "en+f3", "-s", "150"]  # the voice Whisper tiny.en hears "brown" from
+SFX = Path("/usr/share/games/heroes/sfx")  # Debian heroes-sound-effects
+APPLAUSE_WAV = SFX / "foule2.wav"  # applause from 3 s on (before it, a voice calls out)
+HORN_WAV = SFX / "claxon.wav"  # a car horn, 0.8 s
+CLAPPING = {"Applause", "Clapping", "Crowd", "Cheering"}
+HORN = "Vehicle horn, car horn, honking"
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -54,18 +61,20 @@ def load_16k(path: Path) -> np.ndarray:
     return resample_poly(audio.mean(axis=1), 16_000 // g, rate // g).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def crowd() -> np.ndarray:
-    if not CROWD_WAV.exists():
+def recording(path: Path) -> np.ndarray:
+    if not path.exists():
         pytest.skip("Debian package heroes-sound-effects is not installed")
-    return load_16k(CROWD_WAV)
+    return load_16k(path)
 
 
 @pytest.fixture(scope="module")
 def applause() -> np.ndarray:
-    if not APPLAUSE_WAV.exists():
-        pytest.skip("Debian package heroes-sound-effects is not installed")
-    return load_16k(APPLAUSE_WAV)[3 * 16_000 :]
+    return recording(APPLAUSE_WAV)[3 * 16_000 :]
+
+
+@pytest.fixture(scope="module")
+def horn() -> np.ndarray:
+    return recording(HORN_WAV)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +86,7 @@ def say(tmp_path_factory):
 
     def speak(text: str) -> np.ndarray:
         wav = folder / f"{abs(hash(text))}.wav"
-        subprocess.run(["espeak-ng", *ESPEAK_VOICE, "-w", str(wav), text], check=True)
+        subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
         return load_16k(wav)
 
     return speak
@@ -193,19 +202,54 @@ def test_loudness_is_rms_dbfs():
     assert loudness_db(np.zeros(100, np.float32)) == SILENCE_DB
 
 
-def test_audio_events_real_sounds(audio, crowd, say):
-    cheering, speaking, quiet, short, deaf = audio.process(
-        [segment(0, 3, audio=crowd), segment(3, 3, audio=say("the weather will be sunny")), segment(6, 2, audio=np.zeros(1)), segment(8, 0.5, audio=crowd), segment(9, 2)]
-    )
-    assert CROWD_EVENTS & {name for name, _ in cheering.events[:5]}, cheering.events
-    assert -40 < cheering.loudness_db < 0
-    assert speaking.events[0][0] == "Speech", speaking.events
+def margin(audio: AudioEventEncoder, samples: np.ndarray, expected: set[str]) -> float:
+    """How far the best expected class scores above the best of the 521 others, pooled over the
+    patches as the encoder pools (negative: behind it)."""
+    pooled = audio.class_scores(samples).max(axis=0)
+    wanted = np.isin(audio.labels, sorted(expected))
+    return float(pooled[wanted].max() - pooled[~wanted].max())
+
+
+def test_audio_events_real_sounds(audio, applause, horn, say):
+    weather = say("the weather will be sunny")
+    clapping, honking, speaking, quiet, short, deaf = audio.process([
+        segment(0, 3, audio=applause), segment(3, 2, audio=horn, at_s=0.5), segment(5, 3, audio=weather),
+        segment(8, 2, audio=np.zeros(1)), segment(10, 0.5, audio=applause), segment(11, 2),
+    ])  # fmt: skip
+    assert clapping.events[0][0] == "Applause" and margin(audio, applause[: 3 * 16_000], CLAPPING) > 0.1, clapping.events
+    assert honking.events[0][0] == HORN and margin(audio, horn, {HORN}) > 0.5, honking.events
+    assert speaking.events[0][0] == "Speech" and margin(audio, weather, {"Speech"}) > 0.5, speaking.events
+    assert -40 < clapping.loudness_db < 0
     assert quiet.events[0][0] == "Silence" and quiet.loudness_db == SILENCE_DB
     assert len(short.events) == audio.top_k
     assert (deaf.events, deaf.loudness_db) == ((), SILENCE_DB)
+    # Scores are continuous (the float graph), not the int8 graph's grid of a dozen values whose
+    # ties decided the top 5: the ten best classes score ten different values.
+    best = np.sort(audio.class_scores(applause).max(axis=0))[-10:]
+    assert len(set(best.tolist())) == 10, best
+
+
+def test_audio_events_batch_like_one_at_a_time(audio, applause, horn):
+    segments = [segment(0, 3, audio=applause), segment(3, 2, audio=horn), segment(5, 0.3, audio=horn), segment(6, 2)]
+    together = audio.process(segments)
+    for seg, result in zip(segments, together):
+        (alone,) = audio.process([seg])
+        assert [n for n, _ in alone.events] == [n for n, _ in result.events]
+        assert np.allclose([s for _, s in alone.events], [s for _, s in result.events], atol=1e-5)
 
 
 # --- speech ------------------------------------------------------------------------------------
+
+def words_right(said: str, heard: str) -> float:
+    """Share of the words of ``said`` that ``heard`` has (case and punctuation aside): a bound on
+    this holds whichever word one CPU's rounding makes Whisper mishear."""
+    def words(text: str) -> list[str]:
+        return [w.strip(".,!?;:\"'").lower() for w in text.split()]
+
+    heard_words = set(words(heard))
+    said_words = words(said)
+    return sum(w in heard_words for w in said_words) / len(said_words)
+
 
 def test_speech_words_land_in_their_segments(speech, say):
     # 16 s of one source from t=100 s, in 2-s segments; "the quick brown fox" starts 4.3 s in
@@ -221,17 +265,18 @@ def test_speech_words_land_in_their_segments(speech, say):
     assert [r.segment_id for r in results] == [s.id for s in batch]
     by_start = {s.span.start_ns: r for s, r in zip(batch, results)}
     assert by_start[deaf.span.start_ns].words == ()
-    fox_words = [w.text.lower().strip(".,") for w in by_start[seconds_to_ns(104.0)].words]
-    assert {"quick", "brown", "fox"} <= set(fox_words), fox_words
+    fox_heard = by_start[seconds_to_ns(104.0)].text
+    assert words_right("the quick brown fox", fox_heard) >= 0.75, fox_heard
     for seg in segments:
         for word in by_start[seg.span.start_ns].words:
             assert seg.span.contains((word.start_ns + word.end_ns) // 2), (word, seg)
-    said_across = " ".join(by_start[seconds_to_ns(t)].text for t in (108.0, 110.0)).lower()
-    assert "sunny" in said_across and "warm" in said_across, said_across
-    # The sentence cut by the 110-s boundary is whole in the utterance of both windows.
+    said_across = " ".join(by_start[seconds_to_ns(t)].text for t in (108.0, 110.0))
+    assert words_right("tomorrow will be sunny and warm", said_across) >= 0.8, said_across
+    # The sentence cut by the 110-s boundary is whole in the utterance of both windows: its
+    # first words and its last ones are in each.
     for t in (108.0, 110.0):
-        utterance = by_start[seconds_to_ns(t)].utterance.lower()
-        assert "tomorrow" in utterance and "warm" in utterance, (t, utterance)
+        utterance = by_start[seconds_to_ns(t)].utterance
+        assert words_right("tomorrow will", utterance) > 0 and words_right("sunny and warm", utterance) >= 0.6, (t, utterance)
     quiet = [by_start[seconds_to_ns(t)].words for t in (100.0, 112.0, 114.0)]
     assert quiet == [(), (), ()]
 
@@ -251,8 +296,9 @@ def test_base_model_assembles_and_transcribes(say, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     recognizer = SpeechRecognizer(model="base", device="cpu")
     recognizer.setup()
-    (result,) = recognizer.process([segment(0, 4, audio=say("the quick brown fox jumps over the lazy dog"))])
-    assert "brown fox" in result.text.lower()
+    sentence = "the quick brown fox jumps over the lazy dog"
+    (result,) = recognizer.process([segment(0, 4, audio=say(sentence))])
+    assert words_right(sentence, result.text) >= 0.75, result.text
     assert (tmp_path / "vidscope" / "whisper-base-1.0.0" / "model.bin").stat().st_size > 100e6
 
 
@@ -268,12 +314,12 @@ def test_text_embeddings(text):
 
 
 @pytest.fixture(scope="module")
-def fused(visual, audio, speech, text, crowd, applause, say):
-    """Six consecutive moments of one source: a cat with a cheering crowd, espresso with talk of
+def fused(visual, audio, speech, text, horn, applause, say):
+    """Six consecutive moments of one source: a cat with a car horn, espresso with talk of
     a goal, a rocket in silence, an astronaut with no audio track, applause with no picture, a
     weather forecast with no picture; fused with one encode call."""
     segments = [
-        segment(0, 2, frames=[photo("chelsea")], audio=crowd),
+        segment(0, 2, frames=[photo("chelsea")], audio=horn, at_s=0.5),
         segment(2, 2, frames=[photo("coffee")], audio=say("what a great goal"), at_s=0.3),
         segment(4, 2, frames=[photo("rocket")], audio=np.zeros(1)),
         segment(6, 2, frames=[photo("astronaut")]),
@@ -304,7 +350,8 @@ def test_fused_records_describe_each_moment(fused):
     assert set(cat.embeddings) == {"visual", "audio", "all"}
     assert set(coffee.embeddings) == {"visual", "audio", "speech", "all"}
     assert set(astronaut.embeddings) == {"visual", "all"}
-    assert clapping.description == "Heard: applause." and clapping.visual_features is None
+    assert "car horn" in cat.description
+    assert clapping.description.startswith("Heard: applause") and clapping.visual_features is None
     assert cat.visual_features is not None and cat.labels and cat.events
 
 
@@ -312,9 +359,9 @@ def test_fused_records_describe_each_moment(fused):
     ("query", "modality", "expected"),
     [
         ("a cat", "visual", {0}), ("a cup of coffee", "visual", {1}), ("a rocket", "visual", {2}),
-        ("crowd cheering", "audio", {0, 4}), ("a crowd", "audio", {0}), ("applause", "audio", {4}),
+        ("a car horn", "audio", {0}), ("someone honking", "audio", {0}), ("applause", "audio", {4}),
         ("silence", "audio", {2}), ("someone says goal", "speech", {1}), ("sunny weather", "speech", {5}),
-        ("a cat", "all", {0}), ("crowd cheering", "all", {0, 4}), ("a cup of coffee", "all", {1}),
+        ("a cat", "all", {0}), ("applause", "all", {4}), ("a cup of coffee", "all", {1}),
     ],
 )
 def test_text_queries_find_the_right_moment(fused, text, query, modality, expected):
@@ -360,7 +407,7 @@ def test_text_and_fuse_on_cuda(text):
     on_gpu = TextEncoder(device="cuda")
     fuse = Fuse(text_encoder=on_gpu)
     fuse.setup()
-    queries = ["a cat", "crowd cheering"]
+    queries = ["a cat", "applause"]
     assert np.all(np.sum(on_gpu.embed(queries) * text.embed(queries), axis=1) > 0.99)
     moment = segment(0, 2)
     (record,) = fuse.process([Observations.of(moment, visual=VisualResult(moment.id, (("tabby cat", 0.9),), None))])
