@@ -181,13 +181,22 @@ def test_chunks_are_whole_packets_and_cut_by_media_time(clips):
         next(mpegts_chunks(str(path), chunk_bytes=1000))
 
 
-def stamps(file) -> dict[str, list[int]]:
-    """Every decoded frame's pts in 1/90000 s (the TS clock), per stream type."""
+def stamps(file, *, damaged_ok: bool = False) -> dict[str, list[int]]:
+    """Every decoded frame's pts in 1/90000 s (the TS clock), per stream type. A packet the
+    decoder rejects fails the call, unless ``damaged_ok`` (reading from the middle of a packet:
+    the product's Decoder skips such packets the same way)."""
     with av.open(file, format="mpegts" if isinstance(file, ChunkReader) else None) as container:
         out = {"video": [], "audio": []}
-        for frame in container.decode(*container.streams.video, *container.streams.audio):
-            kind = "video" if isinstance(frame, av.VideoFrame) else "audio"
-            out[kind].append(round(frame.pts * frame.time_base * 90_000))
+        for packet in container.demux(*container.streams.video, *container.streams.audio):
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError:
+                if not damaged_ok:
+                    raise
+                continue
+            for frame in frames:
+                kind = "video" if isinstance(frame, av.VideoFrame) else "audio"
+                out[kind].append(round(frame.pts * frame.time_base * 90_000))
         return {kind: sorted(pts) for kind, pts in out.items()}
 
 
@@ -223,7 +232,9 @@ def test_resume_at_names_the_chunk_that_restarts_decoding_at_a_keyframe(clips):
         assert restarted[0] == pts, "decoding restarts exactly at that keyframe"
         assert len(restarted) == truth.frame_count - 30 * n
         if pos < starts[offset + 1]:  # the keyframe starts in that chunk: one chunk later misses it
-            assert stamps(ChunkReader(chunks[offset + 1 :]))["video"][0] > pts
+            # (it starts inside a packet, which the decoder rejects; after the last keyframe no
+            # frame decodes at all, there being no SPS/PPS to start from)
+            assert all(t > pts for t in stamps(ChunkReader(chunks[offset + 1 :]), damaged_ok=True)["video"])
             missed += 1
     assert missed >= 3
 
