@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import av
@@ -67,6 +67,19 @@ class LiveConfig:
     def probe_options(self) -> dict[str, str]:
         """FFmpeg options that find a stream's streams in ``probe_seconds`` (at most 1 MB)."""
         return {"analyzeduration": str(int(self.probe_seconds * 1e6)), "probesize": "1000000"}
+
+
+QUIET_AFTER = "quiet_after"
+"""Segment meta set on the last window before a stream went quiet (its connection dropped, a
+Kafka stream idled): nothing follows it soon, so what waits on a look-ahead (the highlight
+scorer, an open highlight moment) should not wait for the stream to come back."""
+
+
+def mark_quiet_after(segments: list) -> list:
+    """``segments`` with the last one marked ``QUIET_AFTER``."""
+    if segments:
+        segments[-1] = replace(segments[-1], meta={**segments[-1].meta, QUIET_AFTER: True})
+    return segments
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +193,9 @@ class LiveReader:
         self.anchor_wall_ns = anchor_wall_ns
         self.last_ns = -1
         self.reconnects = 0
+        self.outage_ns = 0
+        """Stream time between one connection's last item and the next one's first, summed: what
+        the stream lost to outages (times follow the wall clock, so an outage is a hole, not squeezed out)."""
         self.damaged_packets = 0
         self._ended_playlist: bytes | None = None
 
@@ -213,6 +229,8 @@ class LiveReader:
                             connections += 1
                             attempt = 0
                             first = _shift(item, offset_ns, self.decode.sample_rate)
+                            if connections > 1:
+                                self.outage_ns += max(0, _time_ns(first, self.decode.sample_rate) - self.last_ns)
                             yield Connected(self.reconnects, decoder.has_video, decoder.has_audio,
                                             _time_ns(first, self.decode.sample_rate))
                         shifted = _shift(item, offset_ns, self.decode.sample_rate)

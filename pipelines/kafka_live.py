@@ -38,7 +38,7 @@ import ray
 
 from operators.align import Aligner
 from operators.decode import DecodeConfig, Decoder, MediaError
-from operators.live import LiveConfig, SegmentQueue
+from operators.live import LiveConfig, SegmentQueue, mark_quiet_after
 from operators.records import Segment
 from kafka.errors import KafkaError
 
@@ -288,9 +288,9 @@ class KafkaTopicActor:
                 if len(pending) >= 8:
                     last_end_ns = self._put(stream, plan, aligner.process(pending), last_end_ns)
                     pending = []
-            if aligner is not None:
-                last_end_ns = self._put(stream, plan, aligner.process(pending) + aligner.flush(decoder.video_end_ns),
-                                        last_end_ns)
+            if aligner is not None:  # the epoch ended or the stream idled: nothing follows soon
+                last_end_ns = self._put(stream, plan, mark_quiet_after(
+                    aligner.process(pending) + aligner.flush(decoder.video_end_ns)), last_end_ns)
         if stream.last_place is not None:  # all read so far is done once what it made is durable
             partition, offset = stream.last_place
             stream.keyframes.append((last_end_ns, (partition, offset + 1)))

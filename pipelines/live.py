@@ -34,7 +34,7 @@ from indexers.store import SourceInfo
 from operators.align import Aligner
 from operators.decode import DecodeConfig
 from operators.highlights import HighlightScorer, Signals, merge_highlights
-from operators.live import Connected, Disconnected, LiveConfig, LiveReader, SegmentQueue
+from operators.live import QUIET_AFTER, Connected, Disconnected, LiveConfig, LiveReader, SegmentQueue, mark_quiet_after
 from operators.records import Segment, Span
 from operators.summary import SegmentFacts, SummaryInput
 from pipelines.batch import DEFAULT_MIN_SCORE, IngestConfig, Ingestor, SourceOutcome, _Run
@@ -60,6 +60,7 @@ class StreamStatus:
     segments_thinned: int = 0
     segments_dropped: int = 0
     reconnects: int = 0
+    outage_seconds: float = 0.0  # stream time lost between connections, all reconnects together
     connection_start_seconds: float = 0.0  # stream time of the current connection's first item
     queue: int = 0
     updated_at: float = field(default_factory=time.time)
@@ -95,6 +96,7 @@ class LiveSourceActor:
         status.queue, status.segments_thinned, status.segments_dropped = len(self.queue), self.queue.thinned, self.queue.dropped
         if self._reader is not None:
             status.reconnects = self._reader.reconnects
+            status.outage_seconds = self._reader.outage_ns / 1e9
         status.updated_at = time.time()
         return asdict(status)
 
@@ -125,7 +127,7 @@ class LiveSourceActor:
             for item in reader:
                 if isinstance(item, Disconnected):  # the last seconds go out now, not when the stream returns
                     if aligner is not None:
-                        self._put(aligner.process(pending) + aligner.flush())
+                        self._put(mark_quiet_after(aligner.process(pending) + aligner.flush()))
                     aligner, pending = None, []
                     self.status.state = "reconnecting"
                     continue
@@ -233,6 +235,7 @@ class _Stream:
         self.anchor_wall_ns = anchor_wall_ns
         self.chapter: list = []  # (StoredSegment, HighlightScore) of the chapter being gathered
         self.unscored: dict = {}  # segment id -> StoredSegment handed to the scorer, its score not out yet
+        self.quiet_after: set[int] = set()  # end times of windows after which the stream went quiet
 
 
 class _LiveRun(_Run):
@@ -286,6 +289,10 @@ class _LiveRun(_Run):
             ing.index.save()  # searchable from other processes without a rebuild
             self.write_status()
 
+    def _on_segment(self, src, segment: Segment) -> None:
+        if segment.meta.get(QUIET_AFTER):
+            self.streams[src.outcome.ref.source_id].quiet_after.add(segment.span.end_ns)
+
     def score_highlights(self, src, *, final: bool = False) -> None:
         """Score, in time order, the segments of ``src`` indexed since the last call: those before
         its earliest segment still in flight (fuse finishes out of order; the scorer must not)."""
@@ -303,13 +310,16 @@ class _LiveRun(_Run):
             signals.append(Signals(s.segment_id, s.source_id, Span(s.start_ns, s.end_ns), s.events, s.loudness_db,
                                    shot.motion if shot else 0.0, len(shot.cuts_ns) if shot else 0, s.transcript))
             stream.scored_until_ns = s.end_ns - 1
-        scored = stream.scorer.process(signals) + (stream.scorer.flush() if final else [])
+        # Before a stream goes quiet (a dropped connection, an idle Kafka stream) there is no
+        # look-ahead to wait for: its last scores and its open moment go out now.
+        quiet = bool(signals) and signals[-1].span.end_ns in stream.quiet_after
+        scored = stream.scorer.process(signals) + (stream.scorer.flush() if final or quiet else [])
         stream.unscored.update((s.segment_id, s) for s in stored if s.end_ns - 1 <= stream.scored_until_ns)
         for score in scored:  # a segment's score comes a call later than the segment (the look-ahead)
             stream.events.push(score)
             if score.segment_id in stream.unscored:
                 stream.chapter.append((stream.unscored.pop(score.segment_id), score))
-        if final:
+        if final or quiet:
             stream.events.close_run()
         chapter_ns = int(self.ing.options.chapter_seconds * 1e9)
         if stream.chapter and (final or stream.chapter[-1][0].end_ns - stream.chapter[0][0].start_ns >= chapter_ns):
@@ -458,6 +468,7 @@ class _KafkaRun(_LiveRun):
         self.free_actors = [self.actor]  # one actor serves every stream
 
     def _on_segment(self, src, segment: Segment) -> None:
+        super()._on_segment(src, segment)
         name = src.outcome.ref.given_name
         self.pulled_end[name] = segment.span.end_ns
         epoch = segment.meta.get("kafka_epoch")

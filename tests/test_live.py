@@ -171,11 +171,10 @@ def test_a_udp_stream_is_searchable_while_it_plays_survives_the_sender_restartin
         (name, state) = db.execute("select name, status from sources").fetchone()
     assert (name, state) == ("cam", "done")
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # monotonic, no overlap
-    gap = max(b_start - a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
-    # The 3-s outage is a hole in stream time, not squeezed out (times follow the wall clock); the
-    # new connection's windows start on the 2-s grid and the sender runs up to ~1 s ahead, so the
-    # hole is shorter than the outage, but it is there.
-    assert gap > 0
+    # The 3-s outage is a hole in stream time, not squeezed out (times follow the wall clock): the
+    # status states it. The sender runs up to ~1 s ahead of the wall clock before it stops, and
+    # noticing the drop and reopening adds the read timeout at most.
+    assert 2.0 <= status["outage_seconds"] <= 3.0 + 5.0, status
     # Highlights went out as events while it played: the cheering (10-14 s into each play of the feed).
     everything = [json.loads(line) for line in (data / "live" / "cam.events.jsonl").read_text().splitlines()]
     events = [e for e in everything if e["type"] == "highlight"]
