@@ -18,6 +18,7 @@ material (segment captions included); times and the timeline stay computed, neve
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -29,6 +30,8 @@ from .highlights import HighlightMoment
 from .records import NS_PER_SECOND, Scored, Span
 from .text import TextEncoder
 from .vlm import Prompt, VlmBackend, VlmConfig, load_backend
+
+log = logging.getLogger(__name__)
 
 QUIET_SOUNDS = {"Speech", "Silence", "Narration, monologue", "Conversation", "Male speech, man speaking",
                 "Female speech, woman speaking", "Speech synthesizer", "Radio", "Echo", "Reverberation"}  # fmt: skip
@@ -76,6 +79,8 @@ class Summary:
     chapters: tuple[Chapter, ...]
     timeline: tuple[HighlightMoment, ...]  # in time order
     profile: str
+    """Who wrote ``text``: "vlm" (the model), or "offline" (the offline profile, or a model that
+    wrote nothing: the offline wording then stands in, and a warning says so)."""
 
     def to_json(self) -> dict:
         return {
@@ -155,8 +160,10 @@ class Summariser(Operator[SummaryInput, Summary]):
             quotes = [text for start, text in sentences if span.start_ns <= start < span.end_ns]
             chapter_highlights = [h for h in timeline if span.start_ns <= h.span.start_ns < span.end_ns]
             chapters.append(self._chapter(span, inside, self._key_sentences(quotes, 1), chapter_highlights))
-        text = self._overview(item, chapters, key, timeline)
-        return Summary(item.source_id, text, tuple(chapters), timeline, "vlm" if self._backend else "offline")
+        text = self._model_overview(item, chapters, key) if self._backend is not None else ""
+        written_by = "vlm" if text else "offline"  # who wrote the overview, said in the summary
+        return Summary(item.source_id, text or self._overview(item, chapters, key, timeline), tuple(chapters), timeline,
+                       written_by)
 
     def _key_sentences(self, sentences, k: int | None = None) -> list[str]:
         texts = [s if isinstance(s, str) else s[1] for s in sentences]
@@ -175,7 +182,11 @@ class Summariser(Operator[SummaryInput, Summary]):
             material = " ".join(s.description for s in segments)
             prompt = (f"Detected in a video from {clock(span.start_ns)} to {clock(span.end_ns)}: {material}\n"
                       "Describe this part of the video in one sentence.")
-            return Chapter(span, self._backend.generate([Prompt(prompt)])[0].strip() or "(no description)", tuple(seen))
+            written = self._backend.generate([Prompt(prompt)])[0].strip()
+            if written:
+                return Chapter(span, written, tuple(seen))
+            log.warning("the vlm wrote nothing for %s-%s: that chapter is in the offline wording",
+                        clock(span.start_ns), clock(span.end_ns))
         parts = []
         if seen:
             parts.append(_shows(seen))
@@ -187,13 +198,18 @@ class Summariser(Operator[SummaryInput, Summary]):
             parts.append(f"Highlight at {clock(moment.span.start_ns)}: {_lower_first(moment.reason)}.")
         return Chapter(span, " ".join(parts) or "Nothing recognised.", tuple(seen))
 
+    def _model_overview(self, item: SummaryInput, chapters: Sequence[Chapter], key: list[str]) -> str:
+        """The model's overview; "" (and a warning) when it wrote nothing."""
+        lines = "\n".join(f"{clock(c.span.start_ns)}-{clock(c.span.end_ns)}: {c.text}" for c in chapters)
+        said = " ".join(f"“{s}”" for s in key)
+        prompt = f"Chapters of the video {item.name}:\n{lines}\nKey things said: {said}\nSummarise the whole video in two or three sentences."
+        written = self._backend.generate([Prompt(prompt)])[0].strip()
+        if not written:
+            log.warning("the vlm wrote no overview of %s: the summary is in the offline wording", item.name)
+        return written
+
     def _overview(self, item: SummaryInput, chapters: Sequence[Chapter], key: list[str],
                   timeline: Sequence[HighlightMoment]) -> str:
-        if self._backend is not None:
-            lines = "\n".join(f"{clock(c.span.start_ns)}-{clock(c.span.end_ns)}: {c.text}" for c in chapters)
-            said = " ".join(f"“{s}”" for s in key)
-            prompt = f"Chapters of the video {item.name}:\n{lines}\nKey things said: {said}\nSummarise the whole video in two or three sentences."
-            return self._backend.generate([Prompt(prompt)])[0].strip() or "(no summary)"
         length = duration_words(item.duration_ns - item.start_ns)
         count = f"{len(chapters)} chapter{'s' if len(chapters) != 1 else ''}"
         if item.start_ns:

@@ -6,6 +6,7 @@ profile it was ingested with (``pipelines.profiles``).
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from indexers.store import SourceInfo
 from operators.summary import Summary, clock
 from operators.text import TextEncoder
 from pipelines.profiles import ClipProfile, VlmProfile, load_profile
+
+log = logging.getLogger(__name__)
 
 
 def data_folder(data_dir: Path) -> Path:
@@ -91,8 +94,10 @@ def ask(data_dir: Path, key: str, question: str, *, top_k: int = 3) -> Answer:
         ids = [s.segment_id for s in searcher.index.store.segments_of_source(source.source_id)]
         moments = searcher.search_among(question, ids, top_k)
     profile = load_profile(data_dir)
-    if isinstance(profile, VlmProfile):
-        return Answer(question, source, _model_answer(profile, source, question, moments), moments, "vlm")
+    written = _model_answer(profile, source, question, moments) if isinstance(profile, VlmProfile) else ""
+    if written:
+        return Answer(question, source, written, moments, "vlm")
+    # ``profile`` says who wrote the answer: a model that wrote nothing gets the offline answer.
     return Answer(question, source, _quoted_answer(question, moments), moments, "offline")
 
 
@@ -117,5 +122,8 @@ def _model_answer(profile: VlmProfile, source: SourceInfo, question: str, moment
     frames, pts = (frames_between(source.uri, moments[0].start_ns, moments[0].end_ns) if moments and source.has_video
                    and "://" not in source.uri and Path(source.uri).exists() else (None, None))
     prompt = Prompt(prompt_text) if frames is None or not len(frames) else Prompt(prompt_text, frames, pts)
-    return load_backend(profile.vlm).generate([prompt])[0].strip() or "(the model gave no answer)"
+    written = load_backend(profile.vlm).generate([prompt])[0].strip()
+    if not written:
+        log.warning("the vlm gave no answer to %r: answering with the matching moments", question)
+    return written
 

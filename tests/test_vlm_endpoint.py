@@ -200,6 +200,23 @@ def test_unreachable_url_fails_at_setup_naming_it():
 ANSWER = b'{"choices": [{"message": {"role": "assistant", "content": "  a cat on a mat \\n"}}]}'
 
 
+def reply_json(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def serve(handler: type[http.server.BaseHTTPRequestHandler], servers: list) -> str:
+    """Serve ``handler`` on a free loopback port from a thread (appended to ``servers``, for
+    ``shutdown``); returns the OpenAI-style base URL ``http://127.0.0.1:P/v1``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    servers.append(server)
+    return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
 @pytest.fixture
 def stand_in() -> Iterator:
     """``stand_in(replies) -> base_url``: a server that plays ``replies`` in order, one per
@@ -222,20 +239,12 @@ def stand_in() -> Iterator:
                 if reply == "hang":
                     time.sleep(3)
                     reply = 200
-                body = ANSWER if reply == 200 else b'{"error": "model is still loading"}'
-                self.send_response(reply)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply_json(self, reply, ANSWER if reply == 200 else b'{"error": "model is still loading"}')
 
             def log_message(self, *args):
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+        return serve(Handler, servers)
 
     start.requests = 0
     yield start
