@@ -5,11 +5,14 @@ PY      := $(VENV)/bin/python
 # ffmpeg: test, demo and benchmark media; espeak-ng: speech; heroes-sound-effects and
 # frozen-bubble-data: real crowd and applause recordings; redis-server: the tests start their own.
 APT     := ffmpeg espeak-ng heroes-sound-effects frozen-bubble-data redis-server
+# The quality benchmark's media (bench/media.py says which split uses which, and their licences).
+BENCH_APT := tuxpaint-stamps-default openttd-opensfx asterisk-core-sounds-en-wav tuxfootball foobillardplus-data \
+             sound-theme-freedesktop flite
 PYTEST  ?= -m "not gpu"
 # Every pip install is held to the versions CI last ran (constraints.txt; `make lock` refreshes it).
 PIP     := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: setup test-setup system demo test bench lock versions
+.PHONY: setup test-setup system demo test bench quality lock versions
 setup: system $(VENV)/.installed
 test-setup: setup $(VENV)/.test-installed
 
@@ -62,3 +65,8 @@ test: test-setup
 
 bench: setup
 	$(PY) bench/ingest.py
+
+# Dev and held-out test figures of recognition, highlights, shots and summaries (README).
+quality: setup
+	$(MAKE) system APT="$(BENCH_APT)"
+	$(PY) bench/quality.py

@@ -4,6 +4,7 @@ Layout::
 
     DATA/vidscope.sqlite3 (+ -wal, -shm)   sources, segments, every vector (the source of truth)
     DATA/index/                            FAISS files and their manifest (see indexers.vectors)
+    DATA/words.sqlite3 (+ -wal, -shm)      what was said, by BM25 (indexers.lexical), derived
 
 ``upsert`` commits to SQLite first, then updates the in-memory FAISS indexes; ``save`` persists
 those. A crash between the two loses nothing: the next open sees the saved indexes behind the
@@ -16,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from indexers.lexical import LexicalIndex
 from indexers.sqlite_store import SqliteStore
 from indexers.store import SourceInfo
 from indexers.vectors import VectorIndexConfig, VectorIndexes
@@ -53,6 +55,7 @@ class SegmentIndex:
             self.store = SqliteStore(self.data_dir / DB_FILE)
         try:
             self.vectors = VectorIndexes(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig())
+            self.lexical = LexicalIndex(self.data_dir, self.store)
         except BaseException:
             self.store.close()
             raise
@@ -61,6 +64,7 @@ class SegmentIndex:
         """Write fused records, one transaction for the batch; writing the same records again
         changes nothing. A record replaces all that was stored for its segment."""
         self.vectors.apply(self.store.upsert_segments(records))
+        self.lexical.apply(records)
 
     def add_source(self, source: SourceInfo) -> None:
         """Record or update a source (its status too: pass ``dataclasses.replace(source, status="done")``)."""
@@ -76,6 +80,7 @@ class SegmentIndex:
 
     def close(self) -> None:
         """Release the database. Does not save: unsaved indexes are rebuilt at the next open."""
+        self.lexical.close()
         self.store.close()
 
     def __len__(self) -> int:

@@ -45,6 +45,10 @@ class SearchConfig:
     merge_margin: float = 0.1
     merge_gap_ns: int = 0  # segments this far apart (or overlapping) count as adjacent
     max_moment_ns: int = 60 * NS_PER_SECOND
+    words_weight: float = 0.2
+    """The speech space's score gains this much times the BM25 match of the query's words to the
+    segment's (indexers.lexical; 1 for the best match): exact and sound-alike words lift a
+    transcript that the vectors rank near but not first."""
     joint_scale: float = 2.0
     """CLIP cosines between a caption and a matching picture sit near 0.3, MiniLM cosines between
     two phrasings of one thing near 0.6: joint-space scores are scaled to compete. Not tuned on
@@ -121,7 +125,8 @@ class Searcher:
     def search(self, text: str, top_k: int = 10) -> list[Moment]:
         """Moments matching ``text``, best first; at most ``top_k``, fewer when the index is small."""
         _check_top_k(top_k)
-        return self._moments(self._scores(self._queries(text), max(self.config.candidates_per_space, 4 * top_k)), top_k)
+        n = max(self.config.candidates_per_space, 4 * top_k)
+        return self._moments(self._scores(self._queries(text), n, self._words(text, n)), top_k)
 
     def search_vector(self, query: np.ndarray, top_k: int = 10) -> list[Moment]:
         """``search`` for an already embedded query (float32 ``[dim]``, L2-normalised, text space)."""
@@ -131,13 +136,21 @@ class Searcher:
 
     def relevance(self, text: str, segment_ids: Iterable[int]) -> dict[int, float]:
         """How well each of ``segment_ids`` matches ``text`` (the search score, exact, no index)."""
-        queries = self._queries(text)
-        return {sid: score for sid, (score, _) in self._rescore(queries, set(segment_ids)).items()}
+        ids = set(segment_ids)
+        return {sid: score for sid, (score, _) in self._rescore(self._queries(text), ids, self._words(text, None, ids)).items()}
 
     def search_among(self, text: str, segment_ids: Iterable[int], top_k: int = 10) -> list[Moment]:
         """``search`` limited to ``segment_ids`` (one source's, for ``ask``), scored exactly."""
         _check_top_k(top_k)
-        return self._moments(self._rescore(self._queries(text), set(segment_ids)), top_k)
+        ids = set(segment_ids)
+        return self._moments(self._rescore(self._queries(text), ids, self._words(text, None, ids)), top_k)
+
+    def _words(self, text: str, n: int | None, among: set[int] | None = None) -> dict[int, float]:
+        """BM25 matches of ``text``'s words: the best ``n``, or those of ``among``."""
+        if not self.config.words_weight:
+            return {}
+        found = self.index.lexical.search(text, n if n is not None else 10_000)
+        return found if among is None else {sid: s for sid, s in found.items() if sid in among}
 
     def _queries(self, text: str) -> dict[str, np.ndarray]:
         if not text or not text.strip():
@@ -148,23 +161,25 @@ class Searcher:
             queries[space] = self._embed(text, embed)
         return queries
 
-    def _scores(self, queries: dict[str, np.ndarray], n: int) -> dict[int, tuple[float, tuple]]:
-        candidates: set[int] = set()
+    def _scores(self, queries: dict[str, np.ndarray], n: int, words: dict[int, float] | None = None) -> dict[int, tuple[float, tuple]]:
+        candidates: set[int] = set(words or ())
         for space, query in queries.items():
             if self.index.vectors.dim(space) is not None:
                 _, ids = self.index.vectors.search(space, query.reshape(1, -1), n)
                 candidates.update(ids[0].tolist())
-        return self._rescore(queries, candidates)
+        return self._rescore(queries, candidates, words)
 
-    def _rescore(self, queries: dict[str, np.ndarray], candidates: set[int]) -> dict[int, tuple[float, tuple]]:
+    def _rescore(self, queries: dict[str, np.ndarray], candidates: set[int],
+                 words: dict[int, float] | None = None) -> dict[int, tuple[float, tuple]]:
         per_segment: dict[int, dict[str, float]] = {}
         for space, query in queries.items():
             if self.index.vectors.dim(space) is None:
                 continue
             ids, vectors = self.index.store.get_vectors(space, candidates)
             scale = self.config.joint_scale if space in JOINT_SPACES else 1.0
+            lifted = words if space == "speech" and words else {}
             for sid, score in zip(ids.tolist(), (vectors @ query).tolist()):
-                per_segment.setdefault(sid, {})[space] = score * scale
+                per_segment.setdefault(sid, {})[space] = score * scale + self.config.words_weight * lifted.get(sid, 0.0)
         return {sid: self._fuse(scores) for sid, scores in per_segment.items()}
 
     def similar_images(self, segment_id: int, top_k: int = 10) -> list[Moment]:

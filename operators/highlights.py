@@ -2,9 +2,12 @@
 
 Four signals, each mapped to ``[0, 1]`` and fused into one score per segment:
 
-- **excitement heard**: the best AudioSet event of excitement (cheering, applause, crowd,
-  laughter, shouting, whistles, sirens, gunshots, explosions...) among what the audio encoder
-  heard, its score divided by ``event_full``;
+- **a sound that stands out**: the AudioSet event whose score rose most above its own mean over
+  the source's last ``baseline_ns`` (any event: a bark, a horn, an alarm, music starting, a
+  crash, cheering), speech, silence and room tone left out. A stadium's crowd or a bar's music
+  that never stops is its own baseline and stops counting; until a source has history, the
+  baseline is nothing (an event in the first seconds still counts). Mapped from
+  ``event_from`` (0) to ``event_full`` (1);
 - **loudness rise**: the segment's level above the source's own running baseline (median of the
   last ``baseline_ns`` of sound, floored at ``quiet_floor_db`` so digital silence does not make
   every sound a rise): 0 at ``rise_from_db``, 1 at ``rise_full_db``;
@@ -12,11 +15,11 @@ Four signals, each mapped to ``[0, 1]`` and fused into one score per segment:
   usual (a broadcast cuts to replays and reaction shots at the big moments);
 - **speech emphasis**: speech that is loud against the baseline, or exclaimed.
 
-The weights (``HighlightConfig``) make heard excitement the main evidence and a loudness rise its
+The weights (``HighlightConfig``) make a sound that stands out the main evidence and a loudness rise its
 strongest corroboration: a rise alone, however long, stays below the default ``min_score`` (0.3),
 and so do visual activity or emphasis alone, so a busy edit or a music swell without a reaction
-is not called a highlight; loud exclaimed speech just reaches it. Weights were set on
-``bench/quality.py`` (real crowd and applause recordings over quiet and over speech).
+is not called a highlight; loud exclaimed speech just reaches it. ``event_from`` and
+``event_full`` were set on the dev split of ``bench/quality.py`` only.
 
 The scorer is causal with a look-ahead of one segment: segment t is scored when segment t+1 has
 been seen (or at ``flush``), and its score blends in its neighbours' so an event that straddles a
@@ -33,7 +36,15 @@ from typing import Sequence
 import numpy as np
 
 from .base import Operator, Resources
+from .classes import SPEECH_CLASSES
 from .records import NS_PER_SECOND, Scored, Span
+
+AMBIENCE = frozenset({
+    "Inside, small room", "Inside, large room or hall", "Inside, public space", "Outside, urban or manmade",
+    "Outside, rural or natural", "Environmental noise", "Noise", "Static", "White noise", "Pink noise", "Hum",
+    "Mains hum", "Wind noise (microphone)", "Silence", "Sound effect", "Echo", "Reverberation",
+})  # fmt: skip
+"""AudioSet classes that describe the room or the recording, not something happening in it."""
 
 EXCITEMENT = {
     "Cheering": "cheering", "Applause": "applause", "Clapping": "clapping", "Crowd": "crowd",
@@ -57,12 +68,14 @@ class HighlightConfig:
     weight_loudness: float = 0.25
     weight_visual: float = 0.12
     weight_speech: float = 0.08
-    event_from: float = 0.05
-    event_full: float = 0.2
-    """Heard excitement counts from ``event_from`` and fully at ``event_full`` (the best event's
-    score plus half the second's: cheering and applause together are stronger evidence). Set when
-    YAMNet ran as its int8 graph (0.18 "clearly there", 0.09 "maybe"); its float graph scores
-    applause over a 2-s window ~0.3, a crowd ~0.1-0.25 (bench/audio_tagger.py)."""
+    event_from: float = 0.1
+    event_full: float = 0.4
+    """A sound counts from ``event_from`` above its baseline and fully at ``event_full`` (YAMNet's
+    float graph, max-pooled over a 2-s window: a clear bark or horn scores 0.5-0.9, a faint one
+    0.1-0.3)."""
+    above_room_db: float = 3.0
+    """A sound counts from this far above the room tone (the quietest tenth of the last minute)
+    and fully from twice as far: a hiss that the classifier names "breathing" is the room."""
     rise_from_db: float = 3.0
     rise_full_db: float = 15.0
     quiet_floor_db: float = -50.0
@@ -127,6 +140,8 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         super().__init__(resources=Resources(cpus=0.05, memory_mb=64), batch_size=1)
         self.config = config
         self._levels: deque[tuple[int, float]] = deque()  # (start_ns, loudness) of recent sound
+        self._room: deque[tuple[int, float]] = deque()  # (start_ns, loudness) of recent segments without speech
+        self._heard: deque[tuple[int, dict[str, float]]] = deque()  # (start_ns, event scores) of recent segments
         self._motions: deque[tuple[int, float]] = deque()
         self._cut_times: deque[int] = deque()
         self._cut_count = 0
@@ -163,15 +178,20 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
     def _raw(self, s: Signals) -> _Raw:
         cfg = self.config
         baseline = self._baseline(s.span.start_ns)
-        event_name, event_score = _excitement(s.events)
+        event_name, event_score = self._standing_out(s)
         heard = float(np.clip((event_score - cfg.event_from) / (cfg.event_full - cfg.event_from), 0, 1))
+        room_db = self._room_tone_db(s.span.start_ns)
+        if room_db is not None and s.loudness_db is not None:  # what only the room tone's level reaches is the room
+            heard *= float(np.clip((s.loudness_db - room_db - cfg.above_room_db) / cfg.above_room_db, 0, 1))
         rise_db = None if s.loudness_db is None or baseline is None else s.loudness_db - max(baseline, cfg.quiet_floor_db)
         loud = 0.0 if rise_db is None else float(np.clip((rise_db - cfg.rise_from_db) / (cfg.rise_full_db - cfg.rise_from_db), 0, 1))
         visual, visual_word = self._visual(s)
-        speaking = any(name == "Speech" for name, _ in s.events[:3])
+        speaking = bool(s.events) and s.events[0][0] in SPEECH_CLASSES
         emphasis = 0.0
-        if speaking and (loud > 0.3 or "!" in s.transcript):
-            emphasis = 1.0 if "!" in s.transcript and loud > 0.3 else 0.6
+        if speaking and "!" in s.transcript:
+            emphasis = 1.0 if loud > 0.3 else 0.6
+        if speaking:
+            loud = 0.0  # someone talking louder than the room tone is not an event; exclaiming may be
         score = cfg.weight_event * heard + cfg.weight_loudness * loud + cfg.weight_visual * visual + cfg.weight_speech * emphasis
         labels, parts = [], []
         if heard >= 0.3:
@@ -189,6 +209,29 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         self._remember(s)
         reason = ", ".join(parts) if parts else "nothing stands out"
         return _Raw(s, score, tuple(labels), reason[0].upper() + reason[1:])
+
+    def _standing_out(self, s: Signals) -> tuple[str, float]:
+        """The event that rose most above its mean over the recent segments, in words, and by how much."""
+        while self._heard and self._heard[0][0] < s.span.start_ns - self.config.baseline_ns:
+            self._heard.popleft()
+        past = [scores for _, scores in self._heard]
+        if not past:  # a source's first segment is its baseline: its room tone is not an event
+            return "", 0.0
+        rises = [(name, score - sum(p.get(name, 0.0) for p in past) / max(len(past), 1))
+                 for name, score in s.events if name not in SPEECH_CLASSES and name not in AMBIENCE]
+        if not rises:
+            return "", 0.0
+        rises.sort(key=lambda item: -item[1])
+        names = [_words(name) for name, rise in rises[:2] if rise >= self.config.event_from]
+        words = "crowd cheering" if set(names) == {"crowd", "cheering"} else (names[0] if names else _words(rises[0][0]))
+        return words, rises[0][1]
+
+    def _room_tone_db(self, now_ns: int) -> float | None:
+        """The level of the quietest tenth of the source's segments without speech over the
+        baseline window: its room tone, once five are known (fewer say nothing about it)."""
+        while self._room and self._room[0][0] < now_ns - self.config.baseline_ns:
+            self._room.popleft()
+        return float(np.percentile([level for _, level in self._room], 10)) if len(self._room) >= 5 else None
 
     def _baseline(self, now_ns: int) -> float | None:
         while self._levels and self._levels[0][0] < now_ns - self.config.baseline_ns:
@@ -211,6 +254,9 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         return (motion, "fast motion") if motion >= cutting else (cutting, "rapid cuts")
 
     def _remember(self, s: Signals) -> None:
+        self._heard.append((s.span.start_ns, dict(s.events)))
+        if s.loudness_db is not None and s.loudness_db > -90 and not (s.events and s.events[0][0] in SPEECH_CLASSES):
+            self._room.append((s.span.start_ns, s.loudness_db))
         if s.loudness_db is not None and s.loudness_db > -90:
             self._levels.append((s.span.start_ns, s.loudness_db))
         self._motions.append((s.span.start_ns, s.motion))
@@ -219,16 +265,9 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         self._seen_ns = max(self._seen_ns, s.span.end_ns)
 
 
-def _excitement(events: Scored) -> tuple[str, float]:
-    """The strongest excitement event heard, as a reason's words ("crowd cheering" when both are)."""
-    found = [(EXCITEMENT[name], score) for name, score in events if name in EXCITEMENT]
-    if not found:
-        return "", 0.0
-    found.sort(key=lambda item: -item[1])
-    words = found[0][0]
-    if len(found) > 1 and {words, found[1][0]} == {"crowd", "cheering"}:
-        words = "crowd cheering"
-    return words, found[0][1] + (0.5 * found[1][1] if len(found) > 1 else 0.0)
+def _words(name: str) -> str:
+    """A reason's words for an AudioSet class: "Dog" -> "dog", "Vehicle horn, car horn, honking" -> "vehicle horn"."""
+    return EXCITEMENT.get(name) or name.split(",")[0].split(" (")[0].lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,8 +316,8 @@ def _nearest_junction(ordered: Sequence[HighlightScore], t_ns: int) -> int:
 
 def _same_sound(a: HighlightScore, b: HighlightScore) -> bool:
     """Both sides were made highlights by what was heard (a cheer that turns to applause is one event)."""
-    heard = set(EXCITEMENT.values()) | {"crowd cheering", "loud"}
-    return any(label in heard for label in a.labels) and any(label in heard for label in b.labels)
+    seen = {"fast motion", "rapid cuts", "emphatic speech"}
+    return any(label not in seen for label in a.labels) and any(label not in seen for label in b.labels)
 
 
 def _moment(run: Sequence[HighlightScore]) -> HighlightMoment:

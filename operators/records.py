@@ -149,11 +149,13 @@ def _check_scored(what: str, items: Scored) -> None:
 
 @dataclass(frozen=True, eq=False, slots=True)
 class VisualResult:
-    """What the frame encoder saw: ImageNet labels and the pooled feature vector (L2-normalised)."""
+    """What the frame encoder saw: ImageNet labels, the pooled feature vector (L2-normalised)
+    and the probabilities of all classes (what the visual class space is made of)."""
 
     segment_id: int
     labels: Scored
     features: np.ndarray | None  # float32 [D]; None when the segment had no frame
+    class_scores: np.ndarray | None = None  # float32 [1000], mean over the frames
 
     def __post_init__(self) -> None:
         _check_scored("visual labels", self.labels)
@@ -167,11 +169,13 @@ class VisualResult:
 
 @dataclass(frozen=True, slots=True)
 class AudioResult:
-    """Audio events heard in the segment (AudioSet classes) and its loudness in dBFS (RMS)."""
+    """Audio events heard in the segment (AudioSet classes), its loudness in dBFS (RMS), and the
+    pooled scores of all classes (what the audio class space is made of)."""
 
     segment_id: int
     events: Scored
     loudness_db: float
+    class_scores: np.ndarray | None = None  # float32 [521]; None without audio
 
     def __post_init__(self) -> None:
         _check_scored("audio events", self.events)

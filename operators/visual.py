@@ -81,7 +81,7 @@ class VisualEncoder(Operator[Segment, VisualResult]):
             labels = tuple((names[i], float(mean_probs[i])) for i in top)
             norm = float(np.linalg.norm(mean_features))
             vector = (mean_features / norm if norm > 0 else mean_features).astype(np.float32)
-            results.append(VisualResult(segment.id, labels, vector))
+            results.append(VisualResult(segment.id, labels, vector, mean_probs.astype(np.float32)))
         return results
 
     def _forward(self, frame_stacks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -43,11 +43,11 @@ from pathlib import Path
 from typing import Sequence
 
 from pipelines.synth_audio import (
-    AudioEvent, Marker, Mix, Sound, SoundEvent, SoundKind, Speech, SpokenPhrase, marker_waveform, mix, write_wav,
+    AudioEvent, Marker, Mix, Recording, Sound, SoundEvent, SoundKind, Speech, SpokenPhrase, marker_waveform, mix, write_wav,
 )  # fmt: skip
 
 __all__ = [
-    "PHOTOS", "AudioEvent", "GroundTruth", "Marker", "Photo", "Scene", "Script", "Shot", "Sound", "SoundEvent", "SoundKind",
+    "PHOTOS", "AudioEvent", "GroundTruth", "Marker", "Photo", "Recording", "Scene", "Script", "Shot", "Sound", "SoundEvent", "SoundKind",
     "Speech", "SpokenPhrase", "bench_script", "build_audio", "build_video", "demo_script", "find_ffmpeg", "marker_waveform",
     "truth_path",
 ]  # fmt: skip
@@ -61,10 +61,19 @@ class Photo:
 
     package: str
     relative_path: str
+    """Inside the Python package ``package``; or an absolute path a Debian package installs."""
     expected_words: tuple[str, ...]
 
     @property
+    def name(self) -> str:
+        return next((key for key, photo in PHOTOS.items() if photo == self), Path(self.relative_path).stem)
+
+    @property
     def path(self) -> Path:
+        if Path(self.relative_path).is_absolute():
+            if not Path(self.relative_path).exists():
+                raise FileNotFoundError(f"{self.relative_path} is missing: apt-get install {self.package}")
+            return Path(self.relative_path)
         spec = importlib.util.find_spec(self.package)  # locates the files without importing the package
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(f"photos need the {self.package!r} package: pip install scikit-image scikit-learn")
@@ -84,15 +93,20 @@ PHOTOS: dict[str, Photo] = {
 
 @dataclass(frozen=True)
 class Scene:
-    """``PHOTOS[photo]`` for ``duration_seconds`` (rounded to whole frames), filmed with a slow
-    camera move; scenes cycle through zoom in, pan right, zoom out, pan left-and-down. Each scene
-    change is a hard cut, i.e. a shot boundary in the truth."""
+    """``photo`` (a :class:`Photo`, or the name of one in ``PHOTOS``) for ``duration_seconds``
+    (rounded to whole frames), filmed with a slow camera move; scenes cycle through zoom in, pan
+    right, zoom out, pan left-and-down. Each scene change is a hard cut, i.e. a shot boundary in
+    the truth. A photo with transparency (a cut-out) is cropped to its subject and laid on grey."""
 
-    photo: str
+    photo: str | Photo
     duration_seconds: float
 
+    @property
+    def picture(self) -> Photo:
+        return self.photo if isinstance(self.photo, Photo) else PHOTOS[self.photo]
+
     def __post_init__(self) -> None:
-        if self.photo not in PHOTOS:
+        if not isinstance(self.photo, Photo) and self.photo not in PHOTOS:
             raise ValueError(f"no photo named {self.photo!r}; choose one of {sorted(PHOTOS)}")
         if not self.duration_seconds > 0:
             raise ValueError(f"Scene {self.photo!r} needs a positive duration, got {self.duration_seconds}")
@@ -283,7 +297,7 @@ def build_video(
     track = _mix_track(sounds, duration_seconds, audio_offset_seconds, sample_rate) if audio else None
     kept = [n for n in range(sum(frames) * repeat) if not vfr or _vfr_keeps(n)]
     edges = [0, *itertools.accumulate(frames)]
-    shots = [Shot(float(a / fps), float(b / fps), s.photo, PHOTOS[s.photo].expected_words) for s, a, b in zip(scenes, edges, edges[1:])]
+    shots = [Shot(float(a / fps), float(b / fps), s.picture.name, s.picture.expected_words) for s, a, b in zip(scenes, edges, edges[1:])]
     video = dict(
         width=width, height=height, frames_per_second=float(fps), frame_count=len(kept),
         frame_times_seconds=tuple(float(n / fps) for n in kept) if vfr else None, keyframe_interval_frames=gop,
@@ -292,7 +306,7 @@ def build_video(
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as work:
         rendered = Path(work) / "video.mp4"
         graph = _video_graph(scenes, frames, width, height, fps, vfr)
-        command = [*_input_photos(scenes), "-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough"]
+        command = [*_input_photos(scenes, Path(work)), "-filter_complex", graph, "-map", "[v]", "-fps_mode", "passthrough"]
         command += ["-c:v", video_codec]
         if video_codec in ("libx264", "libx265"):
             command += ["-preset", preset]
@@ -421,8 +435,26 @@ def _container(path: str | os.PathLike) -> _Container:
     return _CONTAINERS[suffix]
 
 
-def _input_photos(scenes: Sequence[Scene]) -> list[str]:
-    return [arg for scene in scenes for arg in ("-i", str(PHOTOS[scene.photo].path))]
+def _input_photos(scenes: Sequence[Scene], work: Path) -> list[str]:
+    return [arg for i, scene in enumerate(scenes) for arg in ("-i", str(_opaque(scene.picture.path, work / f"photo{i}.png")))]
+
+
+def _opaque(path: Path, staged: Path) -> Path:
+    """``path`` itself when it has no transparency; else its subject cropped with a 15% margin
+    on mid-grey, written to ``staged`` (ffmpeg would lay a cut-out on black, cropped to nothing)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.mode not in ("RGBA", "LA", "PA") and "transparency" not in image.info:
+            return path
+        rgba = image.convert("RGBA")
+    box = rgba.getchannel("A").point(lambda a: 255 if a > 16 else 0).getbbox() or (0, 0, *rgba.size)
+    subject = rgba.crop(box)
+    margin = round(0.15 * max(subject.size))
+    canvas = Image.new("RGBA", (subject.width + 2 * margin, subject.height + 2 * margin), (128, 128, 128, 255))
+    canvas.alpha_composite(subject, (margin, margin))
+    canvas.convert("RGB").save(staged)
+    return staged
 
 
 def _video_graph(scenes: Sequence[Scene], frames: list[int], width: int, height: int, fps: Fraction, vfr: bool) -> str:

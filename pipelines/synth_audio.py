@@ -31,17 +31,53 @@ after AAC, where a click or a pure tone would smear over tens of samples."""
 
 @dataclass(frozen=True)
 class Speech:
-    """``text`` spoken by espeak-ng (en-us, 150 words/min) from ``at_seconds``; it lasts as long as
-    espeak takes, which the truth measures (espeak's leading and trailing silence is cut)."""
+    """``text`` spoken from ``at_seconds``; it lasts as long as the voice takes, which the truth
+    measures (the voice's leading and trailing silence is cut).
+
+    ``voice``: ``"espeak:<voice>"`` (espeak-ng, ``rate`` words/min), ``"flite:<voice>"`` (flite's
+    kal, awb, rms, slt; ``rate`` 150 is its own pace, others stretch it), or ``"file:<path>"``, a
+    recording of a person saying ``text`` (its transcript, written by hand). ``gain_db`` scales the
+    voice from its usual peak of 0.8."""
 
     text: str
     at_seconds: float
+    voice: str = "espeak:en-us"
+    rate: int = 150
+    gain_db: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.text.strip():
             raise ValueError("Speech needs some text to say")
         if self.at_seconds < 0:
             raise ValueError(f"Speech {self.text!r} starts at {self.at_seconds} s: times cannot be negative")
+        if self.voice.partition(":")[0] not in ("espeak", "flite", "file") or not self.voice.partition(":")[2]:
+            raise ValueError(f"Speech voice must be espeak:<voice>, flite:<voice> or file:<path>, got {self.voice!r}")
+        if not 80 <= self.rate <= 300:
+            raise ValueError(f"Speech rate must be 80-300 words/min, got {self.rate}")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A real recording (any file ffmpeg reads) from ``at_seconds``: played once, or looped with
+    cross-fades to ``duration_seconds``; peak 0.6 scaled by ``gain_db``. ``label`` is what a
+    person calls the sound ("a dog barking") and ``kind`` its family ("animal", "horn", "alarm",
+    "crowd", "music", "impact"), both written by hand. The truth spans the recording's audible
+    part (leading and trailing quiet cut, measured on the samples). ``background``: room tone
+    under the whole file (``at_seconds`` 0, looped to the end), not an event of the truth."""
+
+    path: str
+    at_seconds: float
+    label: str = ""
+    kind: str = ""
+    duration_seconds: float | None = None
+    gain_db: float = 0.0
+    background: bool = False
+
+    def __post_init__(self) -> None:
+        if self.at_seconds < 0 or (self.duration_seconds is not None and not self.duration_seconds > 0):
+            raise ValueError(f"Recording {self.path} needs at_seconds >= 0 and a positive duration, got {self}")
+        if not self.background and not (self.label and self.kind):
+            raise ValueError(f"Recording {self.path}: an event needs a hand-written label and kind")
 
 
 @dataclass(frozen=True)
@@ -73,7 +109,7 @@ class Marker:
             raise ValueError(f"Marker at {self.at_seconds} s: times cannot be negative")
 
 
-AudioEvent = Speech | Sound | Marker
+AudioEvent = Speech | Sound | Marker | Recording
 
 
 @dataclass(frozen=True)
@@ -85,9 +121,11 @@ class SpokenPhrase:
 
 @dataclass(frozen=True)
 class SoundEvent:
-    kind: SoundKind
+    kind: str  # a SoundKind, or a Recording's kind
     start_seconds: float
     end_seconds: float
+    label: str = ""
+    gain_db: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,10 +152,20 @@ def mix(events: tuple[AudioEvent, ...], *, duration_seconds: float, audio_start_
     speech, sounds, markers = [], [], []
     spoken: dict[str, np.ndarray] = {}
     for event in sorted(events, key=lambda e: e.at_seconds):
+        if isinstance(event, Recording) and event.background:
+            samples[first_sample:] += _recorded((Path(event.path),), len(samples) - first_sample, sample_rate, ffmpeg) * _gain(event.gain_db)
+            continue
         if isinstance(event, Speech):
-            if event.text not in spoken:
-                spoken[event.text] = _speak(event.text, sample_rate, ffmpeg)
-            clip = spoken[event.text]
+            key = f"{event.voice} {event.rate} {event.text}"
+            if key not in spoken:
+                spoken[key] = _speak(event, sample_rate, ffmpeg)
+            clip = spoken[key] * _gain(event.gain_db)
+        elif isinstance(event, Recording):
+            clip = _decode(ffmpeg, _existing(event.path), sample_rate)
+            clip = _trimmed(clip, 0.03 * float(np.abs(clip).max()))  # a recording's hiss before the sound is not the sound
+            if event.duration_seconds is not None:
+                clip = _recorded((Path(event.path),), round(event.duration_seconds * sample_rate), sample_rate, ffmpeg)
+            clip = (0.6 * _gain(event.gain_db) / max(np.abs(clip).max(), 1e-6)) * clip
         elif isinstance(event, Marker):
             clip = marker_waveform(sample_rate)
         elif event.kind in ("crowd", "applause"):
@@ -140,6 +188,8 @@ def mix(events: tuple[AudioEvent, ...], *, duration_seconds: float, audio_start_
             speech.append(SpokenPhrase(event.text, *span))
         elif isinstance(event, Marker):
             markers.append(span[0])
+        elif isinstance(event, Recording):
+            sounds.append(SoundEvent(event.kind, *span, label=event.label, gain_db=event.gain_db))
         else:
             sounds.append(SoundEvent(event.kind, *span))
     np.clip(samples, -1.0, 1.0, out=samples)
@@ -157,19 +207,42 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
         out.writeframes(np.repeat(pcm, 2).tobytes())
 
 
-def _speak(text: str, sample_rate: int, ffmpeg: str) -> np.ndarray:
-    """espeak-ng's voice at ``sample_rate``, peak 0.8, its leading and trailing silence removed so
-    the phrase spans exactly what the truth says."""
-    try:
-        wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", text], capture_output=True, check=True).stdout
-    except FileNotFoundError:
-        raise FileNotFoundError("espeak-ng is missing: apt-get install espeak-ng") from None
-    voice = _decode(ffmpeg, "pipe:0", sample_rate, stdin=wav)
-    loud = np.flatnonzero(np.abs(voice) > 1e-3)
-    if len(loud) == 0:
-        raise ValueError(f"espeak-ng said nothing for {text!r}")
-    voice = voice[loud[0] : loud[-1] + 1]
-    return 0.8 * voice / np.abs(voice).max()
+def _speak(speech: Speech, sample_rate: int, ffmpeg: str) -> np.ndarray:
+    """The voice at ``sample_rate``, peak 0.8, its leading and trailing silence removed so the
+    phrase spans exactly what the truth says."""
+    engine, _, voice = speech.voice.partition(":")
+    if engine == "file":
+        audio = _decode(ffmpeg, _existing(voice), sample_rate)
+    else:
+        if engine == "espeak":
+            command = ["espeak-ng", "-v", voice, "-s", str(speech.rate), "--stdout", speech.text]
+        else:
+            command = ["flite", "-voice", voice, "--setf", f"duration_stretch={150 / speech.rate:.3f}", "-t", speech.text, "-o", "/dev/stdout"]
+        try:
+            wav = subprocess.run(command, capture_output=True, check=True).stdout
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{command[0]} is missing: apt-get install {command[0]}") from None
+        audio = _decode(ffmpeg, "pipe:0", sample_rate, stdin=wav)
+    audio = _trimmed(audio)
+    if not len(audio):
+        raise ValueError(f"{speech.voice} said nothing for {speech.text!r}")
+    return 0.8 * audio / np.abs(audio).max()
+
+
+def _trimmed(audio: np.ndarray, threshold: float = 1e-3) -> np.ndarray:
+    """``audio`` without its leading and trailing samples below ``threshold`` (absolute)."""
+    loud = np.flatnonzero(np.abs(audio) > threshold)
+    return audio[loud[0] : loud[-1] + 1] if len(loud) else audio[:0]
+
+
+def _gain(db: float) -> float:
+    return float(10 ** (db / 20))
+
+
+def _existing(path: str) -> str:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path} is missing: install the package that ships it (see bench/media.py)")
+    return path
 
 
 _PACKAGES = {CROWD_RECORDINGS: "heroes-sound-effects", APPLAUSE_RECORDINGS: "frozen-bubble-data"}
@@ -179,7 +252,7 @@ def _recorded(paths: tuple[Path, ...], n_samples: int, sample_rate: int, ffmpeg:
     """Recordings end to end (looped), 0.25 s cross-fades between them, peak 0.6, faded in and out."""
     missing = [p for p in paths if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"{missing[0]} is missing: apt-get install {_PACKAGES[paths]}")
+        raise FileNotFoundError(f"{missing[0]} is missing: apt-get install {_PACKAGES.get(paths, 'the package that ships it')}")
     recordings = [_decode(ffmpeg, str(p), sample_rate) for p in paths]
     fade = round(0.25 * sample_rate)
     ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
