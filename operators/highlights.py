@@ -178,7 +178,7 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
     def _raw(self, s: Signals) -> _Raw:
         cfg = self.config
         baseline = self._baseline(s.span.start_ns)
-        event_name, event_score = self._standing_out(s)
+        event_names, event_score = self._standing_out(s)
         heard = float(np.clip((event_score - cfg.event_from) / (cfg.event_full - cfg.event_from), 0, 1))
         room_db = self._room_tone_db(s.span.start_ns)
         if room_db is not None and s.loudness_db is not None:  # what only the room tone's level reaches is the room
@@ -195,8 +195,8 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         score = cfg.weight_event * heard + cfg.weight_loudness * loud + cfg.weight_visual * visual + cfg.weight_speech * emphasis
         labels, parts = [], []
         if heard >= 0.3:
-            labels.append(event_name)
-            parts.append(event_name)
+            labels.extend(event_names)
+            parts.append(" and ".join(event_names))
         if loud > 0:
             labels.append("loud")
             parts.append(f"{rise_db:.0f} dB above the last minute")
@@ -210,21 +210,23 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         reason = ", ".join(parts) if parts else "nothing stands out"
         return _Raw(s, score, tuple(labels), reason[0].upper() + reason[1:])
 
-    def _standing_out(self, s: Signals) -> tuple[str, float]:
-        """The event that rose most above its mean over the recent segments, in words, and by how much."""
+    def _standing_out(self, s: Signals) -> tuple[list[str], float]:
+        """The events that rose above their mean over the recent segments (at most three, in
+        words, most first), and by how much the first rose."""
         while self._heard and self._heard[0][0] < s.span.start_ns - self.config.baseline_ns:
             self._heard.popleft()
         past = [scores for _, scores in self._heard]
         if not past:  # a source's first segment is its baseline: its room tone is not an event
-            return "", 0.0
-        rises = [(name, score - sum(p.get(name, 0.0) for p in past) / max(len(past), 1))
+            return [], 0.0
+        rises = [(name, score - sum(p.get(name, 0.0) for p in past) / len(past))
                  for name, score in s.events if name not in SPEECH_CLASSES and name not in AMBIENCE]
         if not rises:
-            return "", 0.0
+            return [], 0.0
         rises.sort(key=lambda item: -item[1])
-        names = [_words(name) for name, rise in rises[:2] if rise >= self.config.event_from]
-        words = "crowd cheering" if set(names) == {"crowd", "cheering"} else (names[0] if names else _words(rises[0][0]))
-        return words, rises[0][1]
+        names = list(dict.fromkeys(_words(name) for name, rise in rises[:3] if rise >= self.config.event_from))
+        if {"crowd", "cheering"} <= set(names):
+            names = ["crowd cheering", *(n for n in names if n not in ("crowd", "cheering"))]
+        return names or [_words(rises[0][0])], rises[0][1]
 
     def _room_tone_db(self, now_ns: int) -> float | None:
         """The level of the quietest tenth of the source's segments without speech over the
