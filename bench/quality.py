@@ -24,6 +24,7 @@ recall >= 0.90 with precision >= 0.80, summary mentions >= 0.80, shot F1 >= 0.9.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -45,7 +46,6 @@ TOLERANCE_EVENT_S = 1.5
 TOLERANCE_CUT_S = 0.5
 
 
-VERSION = "v1"  # bump when a video's script changes
 TOLERANCE_QUERY_S = 1.0
 TARGETS = dict(shown=0.95, said=0.90, heard=0.85, recall=0.90, precision=0.80, mentions=0.80, shot_f1=0.9)
 
@@ -54,7 +54,8 @@ def build(split: Split) -> dict[str, Path]:
     paths = {}
     for video in split.videos:
         suffix = ".ts" if "start_seconds" in video.options else ".mp4"
-        path = paths[video.name] = CACHE / f"{video.name}-{VERSION}{suffix}"
+        digest = hashlib.sha256(repr(video).encode()).hexdigest()[:8]  # a changed script or label is a new file
+        path = paths[video.name] = CACHE / f"{video.name}-{digest}{suffix}"
         if not path.exists():
             CACHE.mkdir(exist_ok=True)
             print(f"building {path.name} ...", flush=True)
@@ -136,8 +137,14 @@ def evaluate(split: Split, data: Path, encoder: TextEncoder, min_score: float, v
                 out[sources[name].source_id] = [(s + offset[name], e + offset[name]) for s, e, key in items if key in answers]
             return out
 
+        known = {"shown": {s.photo for t in truths.values() for s in t.shots},
+                 "said": {p.text for t in truths.values() for p in t.speech},
+                 "heard": {e.label for t in truths.values() for e in t.sounds}}
         for kind in ("shown", "said", "heard"):
             queries = getattr(split, kind)
+            unknown = sorted({a for _, answers in queries for a in answers} - known[kind])
+            if unknown:
+                raise SystemExit(f"{split.name}: {kind} queries name answers that are not in the videos: {unknown}")
             ranks = []
             for query, answers in queries:
                 moments = [m.to_json() for m in searcher.search(query, top_k=10)]

@@ -34,6 +34,17 @@ transcript say that better, so they weigh little in the audio vector and an even
 still leads it."""
 
 
+GENERAL_CLASSES = frozenset({
+    "Animal", "Domestic animals, pets", "Livestock, farm animals, working animals", "Wild animals", "Vehicle",
+    "Motor vehicle (road)", "Mechanisms", "Tools", "Musical instrument", "Sound effect", "Noise",
+    "Inside, small room", "Inside, large room or hall", "Inside, public space", "Outside, urban or manmade",
+    "Outside, rural or natural", "Environmental noise",
+})  # fmt: skip
+"""AudioSet's umbrella classes (the ontology's parents of many others) and its room classes: they
+say little about what happened ("Animal" is in every bark, moo and crow), so they weigh less and
+the specific class leads the vector."""
+
+
 @dataclass(frozen=True, eq=False)
 class ClassSpace:
     """``vectors[c]``: the L2-normalised text embedding of class ``c``'s text."""
@@ -79,8 +90,10 @@ def audio_class_texts(labels: Sequence[str]) -> tuple[str, ...]:
     return tuple(label.lower() for label in labels)
 
 
-def speech_weights(labels: Sequence[str], weight: float) -> np.ndarray:
-    return np.array([weight if label in SPEECH_CLASSES else 1.0 for label in labels], np.float32)
+def audio_weights(labels: Sequence[str], speech: float, general: float) -> np.ndarray:
+    """Per class: ``speech`` for speech and silence, ``general`` for umbrella and room classes, else 1."""
+    return np.array([speech if label in SPEECH_CLASSES else general if label in GENERAL_CLASSES else 1.0 for label in labels],
+                    np.float32)
 
 
 @cache

@@ -19,7 +19,7 @@ import numpy as np
 
 from .audio_events import audio_class_names
 from .base import Device, Operator, Resources
-from .classes import ClassSpace, audio_class_texts, class_space, imagenet_class_texts, speech_weights
+from .classes import ClassSpace, audio_class_texts, class_space, imagenet_class_texts, audio_weights
 from .records import AudioResult, CaptionResult, ClipResult, FusedRecord, Scored, Segment, Span, SpeechResult, VisualResult
 from .text import TextEncoder
 
@@ -74,6 +74,7 @@ class Fuse(Operator[Observations, FusedRecord]):
         visual_classes: int = 5,
         audio_classes: int = 5,
         speech_class_weight: float = 0.3,
+        general_class_weight: float = 0.4,
         resources: Resources | None = None,
         batch_size: int = 64,
     ) -> None:
@@ -88,6 +89,7 @@ class Fuse(Operator[Observations, FusedRecord]):
         """ConSE over this many best classes (operators/classes.py); 0: embed the label text."""
         self.audio_classes = audio_classes
         self.speech_class_weight = speech_class_weight
+        self.general_class_weight = general_class_weight
         self._spaces: dict[str, ClassSpace] = {}
 
     @classmethod
@@ -100,7 +102,8 @@ class Fuse(Operator[Observations, FusedRecord]):
         labels = audio_class_names()
         self._spaces = {
             "visual": class_space(imagenet_class_texts(), embed, key),
-            "audio": class_space(audio_class_texts(labels), embed, key, speech_weights(labels, self.speech_class_weight)),
+            "audio": class_space(audio_class_texts(labels), embed, key,
+                                 audio_weights(labels, self.speech_class_weight, self.general_class_weight)),
         }
 
     def process(self, batch: Sequence[Observations]) -> list[FusedRecord]:

@@ -1,9 +1,11 @@
 """Summaries as people read them: chapters with their times, a few sentences for the whole source,
 and the timeline of highlights.
 
-Chapters follow the shots, grouped to a length that suits the source (about an eighth of it,
-between ``min_chapter_ns`` and ``max_chapter_ns``): a 48-s clip gets a chapter per shot, a
-two-hour match a chapter every few minutes cut where the picture changes.
+Chapters follow the shots: a shot is a chapter (adjacent ones merged when they show the same
+thing) until a source has more than ``max_chapters`` shots; then a chapter gathers the shots of
+about a ``max_chapters``-th of the source, cut where the picture changes, and says the subject of
+each shot it holds in order, so a 90-s clip and a 90-min match are both covered end to end. A
+long shot is cut in time, about an eighth of the source (8 s to 5 min).
 
 The ``offline`` profile writes from what was detected: per chapter what was seen most (visual
 labels weighted by confidence over its segments), the sounds that stand out, its most
@@ -115,10 +117,14 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class SummaryConfig:
-    min_chapter_ns: int = 8 * NS_PER_SECOND
+    min_chapter_ns: int = 4 * NS_PER_SECOND
     max_chapter_ns: int = 5 * 60 * NS_PER_SECOND
+    max_chapters: int = 40
+    """Shots become chapters up to this many; past it, chapters gather shots (see the module doc)."""
     chapters_per_source: int = 8
+    """A shot longer than twice an eighth of the source (8 s to ``max_chapter_ns``) is cut in time."""
     key_sentences: int = 4
+    quotes_per_chapter: int = 2
     mmr_lambda: float = 0.7
     """Relevance against novelty when picking key sentences: 1 picks the most central ones even if
     they say the same thing; 0 picks the most different ones even if marginal."""
@@ -149,6 +155,7 @@ class Summariser(Operator[SummaryInput, Summary]):
         start = item.start_ns
         spans = [Span(span.start_ns + start, span.end_ns + start) for span in
                  chapter_spans(item.duration_ns - start, [t - start for t in item.cuts_ns], self.config)]
+        spans = self._same_thing_merged(spans, item.segments, item.cuts_ns)
         sentences = _sentences(item.segments)
         key = self._key_sentences(sentences)
         timeline = tuple(sorted(item.highlights, key=lambda h: h.span.start_ns))
@@ -159,11 +166,26 @@ class Summariser(Operator[SummaryInput, Summary]):
                 continue
             quotes = [text for start, text in sentences if span.start_ns <= start < span.end_ns]
             chapter_highlights = [h for h in timeline if span.start_ns <= h.span.start_ns < span.end_ns]
-            chapters.append(self._chapter(span, inside, self._key_sentences(quotes, 1), chapter_highlights))
+            shots = _shot_subjects(span, inside, item.cuts_ns)
+            chapters.append(self._chapter(span, inside, self._key_sentences(quotes, self.config.quotes_per_chapter),
+                                          chapter_highlights, shots))
         text = self._model_overview(item, chapters, key) if self._backend is not None else ""
         written_by = "vlm" if text else "offline"  # who wrote the overview, said in the summary
         return Summary(item.source_id, text or self._overview(item, chapters, key, timeline), tuple(chapters), timeline,
                        written_by)
+
+    def _same_thing_merged(self, spans: list[Span], segments: Sequence[SegmentFacts], cuts_ns: Sequence[int]) -> list[Span]:
+        """Adjacent chapters that each show one and the same subject, joined (within ``max_chapter_ns``)."""
+        merged: list[tuple[Span, str | None]] = []
+        for span in spans:
+            subjects = _shot_subjects(span, [s for s in segments if span.start_ns <= s.start_ns < span.end_ns], cuts_ns)
+            subject = subjects[0] if len(subjects) == 1 else None
+            if merged and subject is not None and merged[-1][1] == subject \
+                    and span.end_ns - merged[-1][0].start_ns <= self.config.max_chapter_ns:
+                merged[-1] = (Span(merged[-1][0].start_ns, span.end_ns), subject)
+            else:
+                merged.append((span, subject))
+        return [span for span, _ in merged]
 
     def _key_sentences(self, sentences, k: int | None = None) -> list[str]:
         texts = [s if isinstance(s, str) else s[1] for s in sentences]
@@ -175,7 +197,7 @@ class Summariser(Operator[SummaryInput, Summary]):
         return [texts[i] for i in sorted(chosen)]  # in the order they were said
 
     def _chapter(self, span: Span, segments: Sequence[SegmentFacts], quotes: list[str],
-                 highlights: Sequence[HighlightMoment]) -> Chapter:
+                 highlights: Sequence[HighlightMoment], shots: Sequence[str] = ()) -> Chapter:
         seen = dominant(segment.labels for segment in segments)[:2]
         heard = notable_sounds(segments)[:2]
         if self._backend is not None:
@@ -188,12 +210,14 @@ class Summariser(Operator[SummaryInput, Summary]):
             log.warning("the vlm wrote nothing for %s-%s: that chapter is in the offline wording",
                         clock(span.start_ns), clock(span.end_ns))
         parts = []
-        if seen:
+        if len(shots) > 1:  # a chapter that gathers shots names each one's subject, in order
+            parts.append(f"{_upper_first(', then '.join(_article(s) for s in shots))}.")
+        elif seen:
             parts.append(_shows(seen))
         if heard:
             parts.append(f"{_upper_first(_join([h.lower() for h in heard]))} can be heard.")
         if quotes:
-            parts.append(f"Someone says: “{quotes[0]}”")
+            parts.append("Someone says: " + " ".join(f"“{q}”" for q in quotes))
         for moment in highlights:
             parts.append(f"Highlight at {clock(moment.span.start_ns)}: {_lower_first(moment.reason)}.")
         return Chapter(span, " ".join(parts) or "Nothing recognised.", tuple(seen))
@@ -244,20 +268,32 @@ def chapter_spans(duration_ns: int, cuts_ns: Sequence[int], config: SummaryConfi
     (an eighth of the source, within the config's bounds), split in time when a shot is too long."""
     if duration_ns <= 0:
         return []
-    target = int(np.clip(duration_ns // config.chapters_per_source, config.min_chapter_ns, config.max_chapter_ns))
+    target = int(np.clip(duration_ns // config.max_chapters, config.min_chapter_ns, config.max_chapter_ns))
+    in_time = int(np.clip(duration_ns // config.chapters_per_source, 2 * config.min_chapter_ns, config.max_chapter_ns))
     bounds, start = [0], 0
     for cut in sorted(t for t in cuts_ns if 0 < t < duration_ns):
-        while cut - start > 2 * target:  # a long shot: cut it in time
-            start += target
+        while cut - start > 2 * in_time:  # a long shot: cut it in time
+            start += in_time
             bounds.append(start)
-        if cut - start >= target * 0.75 and duration_ns - cut >= target * 0.5:
+        if cut - start >= target * 0.75 and duration_ns - cut >= max(target * 0.5, config.min_chapter_ns):
             bounds.append(cut)
             start = cut
-    while duration_ns - start > 2 * target:
-        start += target
+    while duration_ns - start > 2 * in_time:
+        start += in_time
         bounds.append(start)
     bounds.append(duration_ns)
     return [Span(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _shot_subjects(span: Span, segments: Sequence[SegmentFacts], cuts_ns: Sequence[int]) -> list[str]:
+    """The subject of each shot inside ``span`` (its most seen label), in order, repeats joined."""
+    edges = [span.start_ns, *sorted(t for t in cuts_ns if span.start_ns < t < span.end_ns), span.end_ns]
+    subjects: list[str] = []
+    for a, b in zip(edges, edges[1:]):
+        top = dominant(s.labels for s in segments if a <= s.start_ns < b)[:1]
+        if top and (not subjects or subjects[-1] != top[0]):
+            subjects.append(top[0])
+    return subjects
 
 
 def mmr(vectors: np.ndarray, k: int, lam: float) -> list[int]:

@@ -8,7 +8,7 @@ import pytest
 
 from indexers.lexical import LexicalIndex, sounds, terms
 from operators.audio_events import audio_class_names
-from operators.classes import audio_class_texts, class_space, imagenet_class_texts, speech_weights
+from operators.classes import audio_class_texts, class_space, imagenet_class_texts, audio_weights
 from operators.records import FusedRecord, Span
 from operators.text import TextEncoder
 
@@ -48,7 +48,7 @@ def test_imagenet_space_answers_words_outside_the_top_label(text, tmp_path, monk
 def test_audio_space_finds_an_event_under_speech(text, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     labels = audio_class_names()
-    space = class_space(audio_class_texts(labels), text.embed, "minilm", speech_weights(labels, 0.3))
+    space = class_space(audio_class_texts(labels), text.embed, "minilm", audio_weights(labels, 0.3, 0.4))
     index = {label: i for i, label in enumerate(labels)}
     # Someone talks over a barking dog: the classifier is surer of the speech than of the dog.
     scores = one_hot(len(labels), (index["Speech"], 0.9), (index["Dog"], 0.5), (index["Bark"], 0.4))

@@ -46,9 +46,9 @@ def test_a_two_hour_source_with_many_cuts_gets_chapters_within_bounds_at_cuts():
     assert all(a.end_ns == b.start_ns for a, b in zip(spans, spans[1:]))
     assert all(config.min_chapter_ns <= s.duration_ns <= config.max_chapter_ns for s in spans)
     assert all(s.start_ns in set(cuts) for s in spans[1:])  # every chapter starts at a cut
-    # The target is an eighth of the source held to 5 min; a chapter closes at the first cut past
-    # 3/4 of it: between 2 h / 5 min = 24 and 2 h / 3.75 min = 32 chapters.
-    assert 24 <= len(spans) <= 32
+    # Past max_chapters (40) shots the target is a fortieth of the source (3 min, within 4 s-5 min);
+    # a chapter closes at the first cut past 3/4 of it: between 2 h / 3 min = 40 and 2 h / 2.25 min = 54.
+    assert 40 <= len(spans) <= 54
 
 
 def test_without_cuts_a_source_is_split_in_time():
@@ -212,3 +212,32 @@ def test_render_shows_chapter_times(summary):
 
 def test_clock():
     assert [clock(t) for t in (0, 8 * S, 75 * S + S // 2, 3600 * S, 3725 * S)] == ["0:00", "0:08", "1:15", "1:00:00", "1:02:05"]
+
+
+def summarise(item: SummaryInput, config: SummaryConfig = SummaryConfig()) -> Summary:
+    summariser = Summariser(text_encoder=TextEncoder(device="cpu"), config=config)
+    summariser.setup()
+    return summariser.summarise(item)
+
+
+def test_adjacent_shots_of_the_same_thing_are_one_chapter():
+    cat_again = tuple(facts(i, CAT) for i in range(4, 8))  # a cut between two shots of the cat
+    item = SummaryInput("cats", "cats.mp4", 24 * S, SOURCE_FACTS[:4] + cat_again + SOURCE_FACTS[8:], (8 * S, 16 * S), ())
+    assert seconds([c.span for c in summarise(item).chapters]) == [(0, 16), (16, 24)]
+
+
+def test_a_chapter_that_gathers_shots_names_each_shot_in_order():
+    # 6 shots of 4 s, at most 3 chapters: each chapter holds two shots and says both subjects.
+    shots = (CAT, COFFEE, ROCKET, CAT, COFFEE, ROCKET)
+    segments = tuple(facts(2 * k + j, labels) for k, labels in enumerate(shots) for j in range(2))
+    item = SummaryInput("reel", "reel.mp4", 24 * S, segments, tuple(4 * S * k for k in range(1, 6)), ())
+    config = SummaryConfig(max_chapters=3, min_chapter_ns=4 * S)
+    chapters = summarise(item, config).chapters
+    assert seconds([c.span for c in chapters]) == [(0, 8), (8, 16), (16, 24)]
+    assert [c.text.split(".")[0] for c in chapters] == ["A tabby cat, then an espresso", "A missile, then a tabby cat",
+                                                        "An espresso, then a missile"]
+
+
+def test_a_chapter_quotes_the_gist_of_what_is_said(summary):
+    cat = summary.chapters[0].text
+    assert "“the cat is sleeping on the sofa.” “she sleeps all day long.”" in cat  # two sentences: quotes_per_chapter
