@@ -20,20 +20,24 @@ EVENTS_CHANNEL = "events"
 class HighlightEvents:
     """Highlight moments of a live stream as they close, appended as JSON lines to ``path``
     and to a Kafka topic when configured (one object per moment; the schema is in the module doc
-    of ``pipelines.kafka_io``). A moment closes when a segment below the line follows it."""
+    of ``pipelines.kafka_io``). A moment closes when a segment below the line follows it, or when
+    it reaches ``max_moment_ns``: a stream that stays exciting still sends its event every minute
+    (the next segments open the next moment)."""
 
     def __init__(self, name: str, anchor_wall_ns: int, path: Path, *, min_score: float = DEFAULT_MIN_SCORE,
-                 publisher=None, store=None) -> None:
+                 publisher=None, store=None, max_moment_ns: int = 60 * 1_000_000_000) -> None:
         """``publisher``: a ``pipelines.kafka_io.EventPublisher`` that also gets every event;
         ``store``: a ``RedisStore``, which publishes each on the channel ``PREFIX:events``."""
         self.name, self.anchor_wall_ns, self.path, self.min_score = name, anchor_wall_ns, path, min_score
+        self.max_moment_ns = max_moment_ns
         self.publisher, self.store = publisher, store
         self.run: list[HighlightScore] = []
         self.sent: list[dict] = []
 
     def push(self, score: HighlightScore) -> None:
         adjacent = self.run and self.run[-1].span.end_ns == score.span.start_ns
-        if score.score >= self.min_score and (adjacent or not self.run):
+        within = not self.run or score.span.end_ns - self.run[0].span.start_ns <= self.max_moment_ns
+        if score.score >= self.min_score and (adjacent or not self.run) and within:
             self.run.append(score)
             return
         self.close_run()

@@ -46,3 +46,10 @@ def test_live_highlight_events_go_to_the_topic_as_checked_json(kafka_bootstrap, 
     assert [(e["stream_start"], e["stream_end"], e["score"]) for e in sent] == [(2.0, 6.0, 0.7), (10.0, 12.0, 0.5)]
     assert {r.key for r in records} == {b"cam"} and sent[0]["wall_start"].endswith("+00:00")
     assert [json.loads(line) for line in (tmp_path / "cam.events.jsonl").read_text().splitlines()] == sent
+
+
+def test_a_highlight_that_never_ends_still_goes_out_every_minute(tmp_path):
+    events = HighlightEvents("cam", 1_795_000_000 * S, tmp_path / "cam.events.jsonl", max_moment_ns=10 * S)
+    for i in range(12):  # 24 s above the line
+        events.push(HighlightScore(i, "live-cam", Span(i * 2 * S, (i + 1) * 2 * S), 0.6, ("crowd cheering",), "Crowd cheering"))
+    assert [(e["stream_start"], e["stream_end"]) for e in events.sent] == [(0.0, 10.0), (10.0, 20.0)]  # 20-24 s still open
