@@ -45,10 +45,13 @@ class SearchConfig:
     merge_margin: float = 0.1
     merge_gap_ns: int = 0  # segments this far apart (or overlapping) count as adjacent
     max_moment_ns: int = 60 * NS_PER_SECOND
-    words_weight: float = 0.2
+    words_weight: float = 0.1
     """The speech space's score gains this much times the BM25 match of the query's words to the
     segment's (indexers.lexical; 1 for the best match): exact and sound-alike words lift a
     transcript that the vectors rank near but not first."""
+    audio_scale: float = 0.8
+    """The audio space's cosines are scaled by this: its class-space vectors (operators/classes.py)
+    are mixtures of sound names and sit nearer every short query than a picture's or a sentence's."""
     joint_scale: float = 2.0
     """CLIP cosines between a caption and a matching picture sit near 0.3, MiniLM cosines between
     two phrasings of one thing near 0.6: joint-space scores are scaled to compete. Not tuned on
@@ -176,7 +179,7 @@ class Searcher:
             if self.index.vectors.dim(space) is None:
                 continue
             ids, vectors = self.index.store.get_vectors(space, candidates)
-            scale = self.config.joint_scale if space in JOINT_SPACES else 1.0
+            scale = self.config.joint_scale if space in JOINT_SPACES else self.config.audio_scale if space == "audio" else 1.0
             lifted = words if space == "speech" and words else {}
             for sid, score in zip(ids.tolist(), (vectors @ query).tolist()):
                 per_segment.setdefault(sid, {})[space] = score * scale + self.config.words_weight * lifted.get(sid, 0.0)

@@ -72,7 +72,7 @@ class Fuse(Operator[Observations, FusedRecord]):
         min_event_score: float = 0.15,
         max_terms: int = 3,
         visual_classes: int = 5,
-        audio_classes: int = 5,
+        audio_classes: int = 10,
         speech_class_weight: float = 0.3,
         general_class_weight: float = 0.4,
         resources: Resources | None = None,
