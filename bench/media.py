@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pipelines.synth import PHOTOS, Photo, Recording, Scene, Speech
 
-CACHE = Path(__file__).resolve().parent / ".cache"
+CACHE = (Path(__file__).resolve().parent / ".cache").resolve()
 APT_PACKAGES = (
     "tuxpaint-stamps-default", "openttd-opensfx", "asterisk-core-sounds-en-wav", "tuxfootball", "foobillardplus-data",
     "sound-theme-freedesktop", "flite", "heroes-sound-effects", "frozen-bubble-data", "espeak-ng",

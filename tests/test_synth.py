@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from media import CASES, decode_audio, find_markers, frame_times
-from pipelines.synth import GroundTruth, Scene, Sound, Speech, bench_script, build_audio, build_video, demo_script, truth_path
+from pipelines.synth import GroundTruth, Recording, Scene, Sound, Speech, bench_script, build_audio, build_video, demo_script, truth_path
 
 pytest_plugins = ["media_fixtures"]
 
@@ -156,3 +156,22 @@ def test_demo_and_bench_scripts_fit_their_length(duration_seconds):
     assert any(isinstance(e, Speech) for e in script.sounds) and any(isinstance(e, Sound) and e.kind == "crowd" for e in script.sounds)
     ends = [e.at_seconds + getattr(e, "duration_seconds", 3.0) for e in script.sounds]  # phrases last < 3 s
     assert max(ends) <= duration_seconds
+
+
+def test_real_recordings_are_placed_at_their_gain_and_spanned_where_they_sound(tmp_path):
+    horn = "/usr/share/games/heroes/sfx/claxon.wav"  # 0.78 s of car horn
+    sounds = (Recording(horn, 0.0, gain_db=-30, background=True), Recording(horn, 1.0, "car horn", "horn"),
+              Recording(horn, 3.0, "car horn", "horn", duration_seconds=1.5, gain_db=-12))
+    truth = build_audio(tmp_path / "horns.wav", sounds, duration_seconds=5.0, sample_rate=16_000)
+    loud, quiet = truth.sounds
+    assert (loud.label, loud.kind, quiet.gain_db) == ("car horn", "horn", -12)
+    assert 1.0 <= loud.start_seconds < 1.1 and 0.5 < loud.end_seconds - loud.start_seconds < 0.8  # its quiet ends cut
+    assert quiet.end_seconds - quiet.start_seconds == pytest.approx(1.5)  # looped to the length asked
+    audio, _, _ = decode_audio(tmp_path / "horns.wav")
+    peak = [np.abs(audio[round(a * 16_000):round(b * 16_000)]).max() for a, b in ((loud.start_seconds, loud.end_seconds),
+                                                                                    (quiet.start_seconds, quiet.end_seconds))]
+    assert peak[0] == pytest.approx(0.6, abs=0.05) and peak[1] == pytest.approx(0.6 * 10 ** (-12 / 20), abs=0.05)
+    bed = np.abs(audio[round(2.0 * 16_000):round(2.9 * 16_000)]).max()  # between the two: only the room tone
+    assert 0.005 < bed < 0.05  # -30 dB of 0.6 = 0.019
+    with pytest.raises(ValueError, match="hand-written label"):
+        Recording(horn, 0.0)
