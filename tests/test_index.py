@@ -173,10 +173,13 @@ def test_modalities_that_agree_earn_a_bonus_and_all_does_not_count(tmp_path):
             record("seen-only", 0, visual=with_cosine(0.62, 3), audio=with_cosine(0.10, 4)),
             record("described", 0, visual=with_cosine(0.55, 5), all=with_cosine(0.64, 6)),
         ])
-        moments = Searcher(index, stand_in_query).search("a cheering crowd", top_k=3)
+        moments = Searcher(index, stand_in_query, config=SearchConfig(audio_scale=1.0)).search("a cheering crowd", top_k=3)
+        scaled = Searcher(index, stand_in_query).search("a cheering crowd", top_k=3)  # audio cosines x 0.8 by default
     assert [(m.source_id, round(m.score, 4)) for m in moments] == [
         ("seen-and-heard", 0.65), ("described", 0.64), ("seen-only", 0.62)]
     assert [s for s, _ in moments[0].space_scores] == ["visual", "audio"]
+    assert dict(scaled[-1].space_scores)["audio"] == pytest.approx(0.8 * 0.55, abs=1e-4)  # 0.44: too far below to agree
+    assert [(m.source_id, round(m.score, 4)) for m in scaled] == [("described", 0.64), ("seen-only", 0.62), ("seen-and-heard", 0.6)]
 
 
 def test_an_empty_folder_finds_nothing_and_bad_queries_say_why(tmp_path):
