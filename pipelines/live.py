@@ -564,5 +564,6 @@ def run_live(data_dir: Path, config: IngestConfig, options: LiveOptions, *, ray_
         return [{"name": o.ref.name, "url": o.ref.uri, "segments_indexed": o.segments_indexed, "error": o.error,
                  "wall_seconds": round(result.wall_seconds, 3)} for o in result.outcomes]
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if not stop.is_set():  # stopped by a signal: keep ours, so a second one while Ray shuts down cannot kill the exit
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
