@@ -34,12 +34,16 @@ transcript say that better, so they weigh little in the audio vector and an even
 still leads it."""
 
 
-GENERAL_CLASSES = frozenset({
-    "Animal", "Domestic animals, pets", "Livestock, farm animals, working animals", "Wild animals", "Vehicle",
-    "Motor vehicle (road)", "Mechanisms", "Tools", "Musical instrument", "Sound effect", "Noise",
+ROOM_CLASSES = frozenset({
     "Inside, small room", "Inside, large room or hall", "Inside, public space", "Outside, urban or manmade",
     "Outside, rural or natural", "Environmental noise",
 })  # fmt: skip
+"""AudioSet classes that describe where a recording was made, not what happened in it."""
+
+GENERAL_CLASSES = ROOM_CLASSES | {
+    "Animal", "Domestic animals, pets", "Livestock, farm animals, working animals", "Wild animals", "Vehicle",
+    "Motor vehicle (road)", "Mechanisms", "Tools", "Musical instrument", "Sound effect", "Noise",
+}  # fmt: skip
 """AudioSet's umbrella classes (the ontology's parents of many others) and its room classes: they
 say little about what happened ("Animal" is in every bark, moo and crow), so they weigh less and
 the specific class leads the vector."""
@@ -100,10 +104,10 @@ def audio_weights(labels: Sequence[str], speech: float, general: float) -> np.nd
 def imagenet_class_texts() -> tuple[str, ...]:
     """Per ImageNet-1k class: "a photo of a <lemmas>: <definition>" from WordNet (timm's files),
     e.g. "a photo of a Siberian husky: breed of sled dog developed in northeastern Siberia"."""
-    from timm.data import ImageNetInfo
+    import timm.data
 
-    info = ImageNetInfo()
-    folder = Path(__import__("timm.data", fromlist=["_info"]).__file__).parent / "_info"
+    info = timm.data.ImageNetInfo()
+    folder = Path(timm.data.__file__).parent / "_info"
     definitions = dict(line.rstrip("\n").split("\t", 1) for line in (folder / "imagenet_synset_to_definition.txt").open())
     texts = []
     for index in range(info.num_classes()):

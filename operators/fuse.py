@@ -19,7 +19,7 @@ import numpy as np
 
 from .audio_events import audio_class_names
 from .base import Device, Operator, Resources
-from .classes import ClassSpace, audio_class_texts, class_space, imagenet_class_texts, audio_weights
+from .classes import ClassSpace, audio_class_texts, audio_weights, class_space, imagenet_class_texts
 from .records import AudioResult, CaptionResult, ClipResult, FusedRecord, Scored, Segment, Span, SpeechResult, VisualResult
 from .text import TextEncoder
 

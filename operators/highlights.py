@@ -5,8 +5,8 @@ Four signals, each mapped to ``[0, 1]`` and fused into one score per segment:
 - **a sound that stands out**: the AudioSet event whose score rose most above its own mean over
   the source's last ``baseline_ns`` (any event: a bark, a horn, an alarm, music starting, a
   crash, cheering), speech, silence and room tone left out. A stadium's crowd or a bar's music
-  that never stops is its own baseline and stops counting; until a source has history, the
-  baseline is nothing (an event in the first seconds still counts). Mapped from
+  that never stops is its own baseline and stops counting; a source's first segment is only
+  baseline (its room tone is not an event), an event from the second one on counts. Mapped from
   ``event_from`` (0) to ``event_full`` (1);
 - **loudness rise**: the segment's level above the source's own running baseline (median of the
   last ``baseline_ns`` of sound, floored at ``quiet_floor_db`` so digital silence does not make
@@ -36,14 +36,13 @@ from typing import Sequence
 import numpy as np
 
 from .base import Operator, Resources
-from .classes import SPEECH_CLASSES
+from .classes import ROOM_CLASSES, SPEECH_CLASSES
 from .records import NS_PER_SECOND, Scored, Span
 
-AMBIENCE = frozenset({
-    "Inside, small room", "Inside, large room or hall", "Inside, public space", "Outside, urban or manmade",
-    "Outside, rural or natural", "Environmental noise", "Noise", "Static", "White noise", "Pink noise", "Hum",
-    "Mains hum", "Wind noise (microphone)", "Silence", "Sound effect", "Echo", "Reverberation",
-})  # fmt: skip
+AMBIENCE = ROOM_CLASSES | {
+    "Noise", "Static", "White noise", "Pink noise", "Hum", "Mains hum", "Wind noise (microphone)", "Silence", "Sound effect",
+    "Echo", "Reverberation",
+}  # fmt: skip
 """AudioSet classes that describe the room or the recording, not something happening in it."""
 
 EXCITEMENT = {
@@ -74,8 +73,9 @@ class HighlightConfig:
     float graph, max-pooled over a 2-s window: a clear bark or horn scores 0.5-0.9, a faint one
     0.1-0.3)."""
     above_room_db: float = 3.0
-    """A sound counts from this far above the room tone (the quietest tenth of the last minute)
-    and fully from twice as far: a hiss that the classifier names "breathing" is the room."""
+    """A sound counts from this far above the room tone (the quietest tenth of the last minute's
+    segments without speech, once five are known) and fully from twice as far: a hiss that the
+    classifier names "breathing" is the room."""
     rise_from_db: float = 3.0
     rise_full_db: float = 15.0
     quiet_floor_db: float = -50.0
