@@ -37,6 +37,7 @@ writes then refuse (the store id is gone) rather than rebuild a partial store si
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -50,8 +51,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, pick_source,
-                            record_vectors)
+from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, packed_scores,
+                            pick_source, record_vectors)
 from operators.highlights import HighlightScore
 from operators.records import FusedRecord, Scored, Span
 
@@ -118,13 +119,15 @@ def _segment_json(r: FusedRecord) -> str:
     return json.dumps([r.source_id, int(r.span.start_ns), int(r.span.end_ns), r.description,
                        [[label, float(score)] for label, score in r.labels],
                        [[label, float(score)] for label, score in r.events], r.transcript,
-                       None if r.loudness_db is None else float(r.loudness_db)])
+                       None if r.loudness_db is None else float(r.loudness_db),
+                       {name: base64.b64encode(blob).decode() for name, blob in packed_scores(r).items()}])
 
 
 def _segment(segment_id: int, data: bytes) -> StoredSegment:
-    source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db = json.loads(data)
+    source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db, *rest = json.loads(data)
+    packed = {name: base64.b64decode(text) for name, text in (rest[0] if rest else {}).items()}  # rows before class scores have none
     return StoredSegment(segment_id, source_id, start_ns, end_ns, description, _scored(labels), _scored(events),
-                         transcript, loudness_db)
+                         transcript, loudness_db, packed)
 
 
 def _highlight(segment_id: int, data: bytes) -> HighlightScore:

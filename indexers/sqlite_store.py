@@ -18,8 +18,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, pick_source,
-                            record_vectors)
+from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, packed_scores,
+                            pick_source, record_vectors)
 from operators.highlights import HighlightScore
 from operators.records import FusedRecord, Scored, Span
 
@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS sources_by_uri ON sources(uri);
 CREATE TABLE IF NOT EXISTS segments (
     segment_id INTEGER PRIMARY KEY, source_id TEXT NOT NULL, start_ns INTEGER NOT NULL,
     end_ns INTEGER NOT NULL, description TEXT NOT NULL, labels TEXT NOT NULL, events TEXT NOT NULL,
-    transcript TEXT NOT NULL, loudness_db REAL);
+    transcript TEXT NOT NULL, loudness_db REAL, visual_scores BLOB, audio_scores BLOB);
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments(source_id, start_ns);
 CREATE TABLE IF NOT EXISTS vector_spaces (
     space TEXT PRIMARY KEY, dim INTEGER NOT NULL, revision INTEGER NOT NULL);
@@ -56,7 +56,10 @@ CREATE TABLE IF NOT EXISTS vectors (
 """
 
 _SOURCE_COLUMNS = "source_id, uri, name, duration_ns, has_video, has_audio, ingested_at_ns, status, error"
-_SEGMENT_COLUMNS = "segment_id, source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db"
+_SEGMENT_COLUMNS = ("segment_id, source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db, "
+                    "visual_scores, audio_scores")
+_ADDED_COLUMNS = {"segments": ("visual_scores BLOB", "audio_scores BLOB")}
+"""Columns added since schema 1 was first written: an older file gains them (NULL) when opened."""
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
@@ -83,9 +86,10 @@ def _source(row: tuple) -> SourceInfo:
 
 
 def _segment(row: tuple) -> StoredSegment:
-    segment_id, source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db = row
+    segment_id, source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db, visual, audio = row
+    packed = {name: blob for name, blob in (("visual", visual), ("audio", audio)) if blob is not None}
     return StoredSegment(segment_id, source_id, start_ns, end_ns, description, _scored(labels), _scored(events),
-                         transcript, loudness_db)
+                         transcript, loudness_db, packed)
 
 
 def _ids(values: Iterable[int]) -> np.ndarray:
@@ -106,6 +110,7 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
+            self._add_columns()
             with self._transaction():
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
@@ -118,6 +123,13 @@ class SqliteStore:
             raise ValueError(f"{self.path} has metadata schema {meta['schema_version']}, "
                              f"this vidscope reads {SCHEMA_VERSION}")
         self._store_id = meta["store_id"]
+
+    def _add_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            for column in columns:
+                if column.split()[0] not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     @property
     def store_id(self) -> str:
@@ -178,13 +190,15 @@ class SqliteStore:
             dims = dict(self._db.execute("SELECT space, dim FROM vector_spaces"))
             self._check_dims(vectors, dims)
             self._db.executemany(
-                f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES ({_marks(9)}) ON CONFLICT(segment_id) DO UPDATE SET "
+                f"INSERT INTO segments ({_SEGMENT_COLUMNS}) VALUES ({_marks(11)}) ON CONFLICT(segment_id) DO UPDATE SET "
                 "source_id=excluded.source_id, start_ns=excluded.start_ns, end_ns=excluded.end_ns, "
                 "description=excluded.description, labels=excluded.labels, events=excluded.events, "
-                "transcript=excluded.transcript, loudness_db=excluded.loudness_db",
+                "transcript=excluded.transcript, loudness_db=excluded.loudness_db, "
+                "visual_scores=excluded.visual_scores, audio_scores=excluded.audio_scores",
                 [(r.segment_id, r.source_id, r.span.start_ns, r.span.end_ns, r.description, _scored_json(r.labels),
-                  _scored_json(r.events), r.transcript, None if r.loudness_db is None else float(r.loudness_db))
-                 for r in by_id.values()],
+                  _scored_json(r.events), r.transcript, None if r.loudness_db is None else float(r.loudness_db),
+                  packed.get("visual"), packed.get("audio"))
+                 for r, packed in ((r, packed_scores(r)) for r in by_id.values())],
             )
             for space in VECTOR_SPACES:
                 change = self._upsert_space(space, ids, vectors, dims)

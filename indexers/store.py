@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Literal, Protocol, Sequence
+from typing import Iterable, Iterator, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from operators.highlights import HighlightScore
-from operators.records import JOINT_SPACES, MODALITIES, FusedRecord, Scored
+from operators.records import JOINT_SPACES, MODALITIES, FusedRecord, Scored, pack_scores, unpack_scores
 
 TEXT_SPACES = (*MODALITIES, "all")
 """Vector spaces embedded in the shared text space: a text query searches each of them."""
@@ -69,6 +69,13 @@ class StoredSegment:
     events: Scored
     transcript: str
     loudness_db: float | None
+    packed_scores: Mapping[str, bytes] = field(default_factory=dict, compare=False, repr=False)
+    """``FusedRecord.class_scores`` as ``operators.records.pack_scores`` keeps them."""
+
+    def class_scores(self, name: str) -> np.ndarray | None:
+        """All of one classifier's class probabilities (``"audio"``: 521, ``"visual"``: 1000), or None."""
+        blob = self.packed_scores.get(name)
+        return None if blob is None else unpack_scores(blob)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,3 +169,8 @@ def pick_source(key: str, matches: Sequence[SourceInfo]) -> SourceInfo | None:
         ids = ", ".join(m.source_id for m in named)
         raise ValueError(f"{len(named)} sources are named {key!r} ({ids}); give a source id or path instead")
     return named[0] if named else None
+
+
+def packed_scores(record: FusedRecord) -> dict[str, bytes]:
+    """What a store keeps of ``record.class_scores``."""
+    return {name: pack_scores(scores) for name, scores in record.class_scores.items()}

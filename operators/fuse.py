@@ -129,6 +129,8 @@ class Fuse(Operator[Observations, FusedRecord]):
                     loudness_db=audio.loudness_db if audio and audio.events else None,  # None: no audio track
                     embeddings=embeddings,
                     visual_features=visual.features if visual else None,
+                    class_scores={name: result.class_scores for name, result in (("visual", visual), ("audio", audio))
+                                  if result is not None and result.class_scores is not None},
                 )
             )
         return records

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import cache
 from typing import Sequence
 
 import numpy as np
@@ -104,6 +105,7 @@ class Signals:
     motion: float = 0.0
     cuts: int = 0
     transcript: str = ""
+    audio_scores: np.ndarray | None = None  # float32 [521]: every AudioSet class (``events`` names the best few)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +220,12 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         past = [scores for _, scores in self._heard]
         if not past:  # a source's first segment is its baseline: its room tone is not an event
             return [], 0.0
-        rises = [(name, score - sum(p.get(name, 0.0) for p in past) / len(past))
-                 for name, score in s.events if name not in SPEECH_CLASSES and name not in AMBIENCE]
+        if s.audio_scores is not None and all(isinstance(p, np.ndarray) and p.shape == s.audio_scores.shape for p in past):
+            rises = self._rises_of_all(s.audio_scores, np.mean(past, axis=0))
+        else:  # only the named events are known (a store written before class scores were kept)
+            past_events = [p if isinstance(p, dict) else {} for p in past]
+            rises = [(name, score - sum(p.get(name, 0.0) for p in past_events) / len(past))
+                     for name, score in s.events if name not in SPEECH_CLASSES and name not in AMBIENCE]
         if not rises:
             return [], 0.0
         rises.sort(key=lambda item: -item[1])
@@ -227,6 +233,14 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         if {"crowd", "cheering"} <= set(names):
             names = ["crowd cheering", *(n for n in names if n not in ("crowd", "cheering"))]
         return names or [_words(rises[0][0])], rises[0][1]
+
+    @staticmethod
+    def _rises_of_all(scores: np.ndarray, mean: np.ndarray) -> list[tuple[str, float]]:
+        """Every event class's rise above its recent mean, the best few (speech and room left out)."""
+        names, countable = _audio_classes(scores.shape[0])
+        rise = np.where(countable, scores - mean, -np.inf)
+        best = np.argsort(-rise, kind="stable")[:5]
+        return [(names[i], float(rise[i])) for i in best if np.isfinite(rise[i])]
 
     def _room_tone_db(self, now_ns: int) -> float | None:
         """The level of the quietest tenth of the source's segments without speech over the
@@ -256,7 +270,7 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         return (motion, "fast motion") if motion >= cutting else (cutting, "rapid cuts")
 
     def _remember(self, s: Signals) -> None:
-        self._heard.append((s.span.start_ns, dict(s.events)))
+        self._heard.append((s.span.start_ns, s.audio_scores if s.audio_scores is not None else dict(s.events)))
         if s.loudness_db is not None and s.loudness_db > -90 and not (s.events and s.events[0][0] in SPEECH_CLASSES):
             self._room.append((s.span.start_ns, s.loudness_db))
         if s.loudness_db is not None and s.loudness_db > -90:
@@ -265,6 +279,17 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
         self._cut_times.extend([s.span.start_ns] * s.cuts)
         self._cut_count += s.cuts
         self._seen_ns = max(self._seen_ns, s.span.end_ns)
+
+
+@cache
+def _audio_classes(n: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """YAMNet's class names and which of them may stand out (not speech, silence or room tone)."""
+    from .audio_events import audio_class_names  # the class map only: no model is loaded
+
+    names = audio_class_names()
+    if len(names) != n:
+        raise ValueError(f"{n} audio class scores, but the audio classifier has {len(names)} classes")
+    return names, np.array([name not in SPEECH_CLASSES and name not in AMBIENCE for name in names])
 
 
 def _words(name: str) -> str:

@@ -8,6 +8,7 @@ exist only at the edges (CLI, JSON). Records check themselves when built and rai
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -236,6 +237,8 @@ class ClipResult:
 
 MODALITIES = ("visual", "audio", "speech")
 """The text-searchable views of a segment, each embedded in the shared text space."""
+CLASS_SCORES = ("visual", "audio")
+"""The classifiers whose scores over all their classes a segment keeps (``pack_scores``)."""
 JOINT_SPACES = ("clip",)
 """Spaces where pictures and text are embedded by one model (the ``clip`` profile): a query is
 embedded there by that model's text tower, not by the shared text encoder."""
@@ -248,6 +251,8 @@ class FusedRecord:
     ``embeddings`` maps each modality present in ``MODALITIES`` (plus ``"all"``, the whole
     description) to an L2-normalised float32 vector in the shared text space.
     ``visual_features`` keeps the frame encoder's vector for image-to-image similarity.
+    ``class_scores`` keeps every class's probability per classifier (``"visual"``: ImageNet's
+    1000, ``"audio"``: AudioSet's 521), not only the few named in ``labels`` and ``events``.
     """
 
     segment_id: int
@@ -260,8 +265,12 @@ class FusedRecord:
     loudness_db: float | None
     embeddings: Mapping[str, np.ndarray]
     visual_features: np.ndarray | None
+    class_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in self.class_scores:
+            if name not in CLASS_SCORES:
+                raise ValueError(f"unknown class scores {name!r}; expected one of {CLASS_SCORES}")
         for name, vec in self.embeddings.items():
             if name not in (*MODALITIES, "all", *JOINT_SPACES):
                 raise ValueError(f"unknown modality {name!r}; expected one of {MODALITIES + ('all',) + JOINT_SPACES}")
@@ -270,3 +279,16 @@ class FusedRecord:
 
     def __repr__(self) -> str:
         return f"FusedRecord({self.segment_id}, {self.source_id}, {self.span!r}, {self.description!r})"
+
+
+def pack_scores(scores: np.ndarray) -> bytes:
+    """Probabilities ``[C]`` in ``[0, 1]`` as a compact blob: one byte each on a square-root
+    scale (steps of ~0.001 near 0.05 where a class starts to count, ~0.008 near 1), deflated;
+    most classes of a segment are near 0, so 521 AudioSet scores take ~100-300 bytes."""
+    q = np.rint(np.sqrt(np.clip(np.asarray(scores, np.float64), 0.0, 1.0)) * 255).astype(np.uint8)
+    return zlib.compress(q.tobytes(), 6)
+
+
+def unpack_scores(blob: bytes) -> np.ndarray:
+    """``pack_scores``' blob back to float32 probabilities."""
+    return np.square(np.frombuffer(zlib.decompress(blob), np.uint8).astype(np.float32) / 255)

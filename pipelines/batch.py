@@ -21,7 +21,7 @@ from typing import Callable, Literal, Mapping
 import ray
 
 from indexers.index import SegmentIndex
-from indexers.store import SourceInfo
+from indexers.store import SourceInfo, StoredSegment
 from operators.audio_events import AudioEventEncoder
 from operators.base import Device, Operator, Resources
 from operators.clip import ClipEncoder
@@ -531,10 +531,7 @@ class _Run:
         stored = self.ing.index.store.segments_of_source(source_id)
         shots = {r.segment_id: r for r in src.shot_results}
         scorer = HighlightScorer()
-        signals = [Signals(s.segment_id, s.source_id, Span(s.start_ns, s.end_ns), s.events, s.loudness_db,
-                           shots[s.segment_id].motion if s.segment_id in shots else 0.0,
-                           len(shots[s.segment_id].cuts_ns) if s.segment_id in shots else 0, s.transcript)
-                   for s in stored]
+        signals = [signals_of(s, shots.get(s.segment_id)) for s in stored]
         scores = scorer.process(signals) + scorer.flush()
         cuts = [(t, score) for r in src.shot_results for t, score in zip(r.cuts_ns, r.cut_scores)]
         src.analysis = (cuts, scores)
@@ -562,3 +559,10 @@ class _Run:
                 has_video=report.has_video, has_audio=report.has_audio, duration_ns=report.duration_ns,
                 status="failed" if outcome.error else "done", error=outcome.error,
                 ingested_at_ns=report.anchor_wall_ns or time.time_ns()))
+
+
+def signals_of(segment: StoredSegment, shot: ShotResult | None) -> Signals:
+    """What the highlight scorer reads of a stored segment and its shot result."""
+    return Signals(segment.segment_id, segment.source_id, Span(segment.start_ns, segment.end_ns), segment.events,
+                   segment.loudness_db, shot.motion if shot else 0.0, len(shot.cuts_ns) if shot else 0, segment.transcript,
+                   segment.class_scores("audio"))

@@ -33,11 +33,11 @@ from indexers.index import SegmentIndex
 from indexers.store import SourceInfo
 from operators.align import Aligner
 from operators.decode import DecodeConfig
-from operators.highlights import HighlightScorer, Signals, merge_highlights
+from operators.highlights import HighlightScorer, merge_highlights
 from operators.live import QUIET_AFTER, Connected, Disconnected, LiveConfig, LiveReader, SegmentQueue, mark_quiet_after
 from operators.records import Segment, Span
 from operators.summary import SegmentFacts, SummaryInput
-from pipelines.batch import DEFAULT_MIN_SCORE, IngestConfig, Ingestor, SourceOutcome, _Run
+from pipelines.batch import DEFAULT_MIN_SCORE, IngestConfig, Ingestor, SourceOutcome, _Run, signals_of
 from pipelines.live_events import HighlightEvents, chapter_event
 from pipelines.runtime import SourceReport
 from pipelines.sources import SourceRef
@@ -307,8 +307,7 @@ class _LiveRun(_Run):
             if horizon is not None and s.start_ns >= horizon:
                 break
             shot = stream.shots.get(s.segment_id)
-            signals.append(Signals(s.segment_id, s.source_id, Span(s.start_ns, s.end_ns), s.events, s.loudness_db,
-                                   shot.motion if shot else 0.0, len(shot.cuts_ns) if shot else 0, s.transcript))
+            signals.append(signals_of(s, shot))
             stream.scored_until_ns = s.end_ns - 1
         # Before a stream goes quiet (a dropped connection, an idle Kafka stream) there is no
         # look-ahead to wait for: its last scores and its open moment go out now.

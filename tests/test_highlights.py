@@ -9,8 +9,10 @@ is emitted at 0.75 * 0.8 + 0.25 * 0 = 0.6 and the talk on either side of it at 0
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
+import numpy as np
 import pytest
 
 from operators.highlights import (
@@ -103,6 +105,32 @@ def test_music_that_starts_and_a_bark_under_speech_stand_out_from_their_source()
     bark = signals(10, (("Speech", 0.9), ("Dog", 0.6), ("Bark", 0.5)), QUIET_DB)  # a dog barks while someone talks
     barked = by_start(score_all([talk(i) for i in range(10)] + [bark, talk(11)]))
     assert barked[20.0].score > 0.3 and barked[20.0].labels[0] == "dog"
+
+
+def test_with_every_class_score_a_sound_that_was_always_there_is_not_counted_as_new():
+    """``events`` names the best few classes; what fell outside them was 0 to the baseline. With
+    all 521 scores the baseline knows an engine idling at 0.35 under the talk all along, and the
+    bark that joins it is what rose."""
+    from operators.audio_events import audio_class_names
+
+    names = audio_class_names()
+
+    def heard(i: int, **scores: float) -> Signals:
+        full = np.zeros(len(names), np.float32)
+        for name, p in scores.items():
+            full[names.index(name.replace("_", " "))] = p
+        top = tuple((n, float(full[names.index(n)])) for n in ("Speech", "Dog", "Bark") if full[names.index(n)] > 0)
+        return dataclasses.replace(signals(i, top), audio_scores=full)  # the engine is never among the named events
+
+    talk_over_engine = [heard(i, Speech=0.9, Engine=0.35) for i in range(10)]
+    engine_louder = heard(10, Speech=0.9, Engine=0.4)  # the idling engine is no event
+    bark = heard(12, Speech=0.9, Engine=0.35, Dog=0.6, Bark=0.5)
+    scores = by_start(score_all(talk_over_engine + [engine_louder, heard(11, Speech=0.9, Engine=0.35), bark]))
+    assert scores[20.0].score < 0.1
+    assert scores[24.0].score > 0.3 and scores[24.0].labels[:2] == ("dog", "bark")
+    # Without the full scores the same engine, once named, looks new: the named-events fallback.
+    named_engine = signals(10, (("Speech", 0.9), ("Engine", 0.4)))
+    assert by_start(score_all([talk(i) for i in range(10)] + [named_engine]))[20.0].score > 0.1
 
 
 def test_a_crowd_that_never_stops_is_its_own_baseline():

@@ -159,6 +159,41 @@ def test_a_record_replaces_everything_stored_for_its_segment(store):
     assert store.get_segments([twice[0].segment_id])[twice[0].segment_id].description == "second"
 
 
+def test_every_class_score_is_kept_compactly_and_comes_back_within_quantisation(store):
+    rng = np.random.default_rng(7)
+    audio = rng.dirichlet(np.full(521, 0.05)).astype(np.float32)  # a few classes carry it, most near 0
+    visual = rng.dirichlet(np.full(1000, 0.05)).astype(np.float32)
+    kept = dataclasses.replace(record("cam", 0.0, visual=basis(1)), class_scores={"audio": audio, "visual": visual})
+    bare = record("cam", 2.0, visual=basis(2))  # a segment without scores (no audio track, say)
+    store.upsert_segments([kept, bare])
+    got = store.get_segments([kept.segment_id, bare.segment_id])
+    for name, truth in (("audio", audio), ("visual", visual)):
+        back = got[kept.segment_id].class_scores(name)
+        assert back.shape == truth.shape
+        # square-root steps: within 0.002 below 0.25, within 0.004 anywhere; the best class stays the best
+        assert np.abs(back - truth)[truth < 0.25].max() < 0.002 and np.abs(back - truth).max() < 0.004
+        assert back.argmax() == truth.argmax()
+        assert len(got[kept.segment_id].packed_scores[name]) < truth.size // 2  # under half a byte a class here
+    assert got[bare.segment_id].class_scores("audio") is None and got[bare.segment_id].packed_scores == {}
+
+
+def test_a_database_written_before_class_scores_opens_and_gains_them(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    SqliteStore(path).close()
+    db = sqlite3.connect(path)  # what an earlier vidscope wrote: the same table without the two columns
+    db.execute("ALTER TABLE segments DROP COLUMN visual_scores")
+    db.execute("ALTER TABLE segments DROP COLUMN audio_scores")
+    db.commit()
+    db.close()
+    store = SqliteStore(path)
+    r = dataclasses.replace(record("cam", 0.0, visual=basis(1)), class_scores={"audio": np.full(521, 0.5, np.float32)})
+    store.upsert_segments([r])
+    assert store.get_segments([r.segment_id])[r.segment_id].class_scores("audio")[0] == pytest.approx(0.5, abs=0.004)
+    store.close()
+
+
 def test_a_vector_of_another_dimension_is_refused_and_nothing_is_written(store):
     store.upsert_segments([record("a", 0, visual=basis(1))])
     with pytest.raises(ValueError, match="visual vectors here are 384-d but this one is 512-d; was it made by"):
