@@ -5,7 +5,9 @@ Chapters follow the shots: a shot is a chapter (adjacent ones merged when they s
 thing) until a source has more than ``max_chapters`` shots; then a chapter gathers the shots of
 about a ``max_chapters``-th of the source, cut where the picture changes, and says the subject of
 each shot it holds in order, so a 90-s clip and a 90-min match are both covered end to end. A
-long shot is cut in time, about an eighth of the source (8 s to 5 min).
+long shot is cut in time, about an eighth of the source (8 s to 5 min). Past eight chapters they
+are gathered in parts (chapters of chapters), cut where neighbouring chapters differ most, each
+told in one line: its subjects, its most central sentence, its highlights.
 
 The ``offline`` profile writes from what was detected: per chapter what was seen most (visual
 labels weighted by confidence over its segments), the sounds that stand out, its most
@@ -75,6 +77,16 @@ class Chapter:
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """Chapters of chapters: ``chapters[first:last + 1]`` of a long source, told in one line."""
+
+    span: Span
+    text: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
 class Summary:
     source_id: str
     text: str
@@ -83,6 +95,8 @@ class Summary:
     profile: str
     """Who wrote ``text``: "vlm" (the model), or "offline" (the offline profile, or a model that
     wrote nothing: the offline wording then stands in, and a warning says so)."""
+    parts: tuple[Part, ...] = ()
+    """Empty while a source has at most ``SummaryConfig.chapters_per_part`` chapters."""
 
     def to_json(self) -> dict:
         return {
@@ -93,6 +107,8 @@ class Summary:
                          for c in self.chapters],
             "timeline": [{"start": h.span.start_seconds, "end": h.span.end_seconds, "score": h.score,
                           "labels": list(h.labels), "reason": h.reason} for h in self.timeline],
+            "parts": [{"start": p.span.start_seconds, "end": p.span.end_seconds, "text": p.text,
+                       "chapters": [p.first, p.last]} for p in self.parts],
         }
 
     @classmethod
@@ -103,12 +119,18 @@ class Summary:
         chapters = tuple(Chapter(span(c), c["text"], tuple(c["labels"])) for c in data["chapters"])
         timeline = tuple(HighlightMoment(data["source_id"], span(h), h["score"], tuple(h["labels"]), h["reason"], ())
                          for h in data["timeline"])
-        return cls(data["source_id"], data["text"], chapters, timeline, data["profile"])
+        parts = tuple(Part(span(p), p["text"], *p["chapters"]) for p in data.get("parts", ()))  # older summaries have none
+        return cls(data["source_id"], data["text"], chapters, timeline, data["profile"], parts)
 
     def render(self, name: str) -> str:
-        """The summary as a person reads it in a terminal."""
+        """The summary as a person reads it in a terminal (a long source's chapters under its parts)."""
         lines = [f"{name}", "", self.text, "", "Chapters:"]
-        lines += [f"  {clock(c.span.start_ns)}-{clock(c.span.end_ns)}  {c.text}" for c in self.chapters]
+        chapter_lines = [f"  {clock(c.span.start_ns)}-{clock(c.span.end_ns)}  {c.text}" for c in self.chapters]
+        if not self.parts:
+            lines += chapter_lines
+        for number, part in enumerate(self.parts, 1):
+            lines.append(f"  Part {number}, {clock(part.span.start_ns)}-{clock(part.span.end_ns)}: {part.text}")
+            lines += ["  " + line for line in chapter_lines[part.first:part.last + 1]]
         if self.timeline:
             lines += ["", "Highlights:"]
             lines += [f"  {clock(h.span.start_ns)}-{clock(h.span.end_ns)}  {h.score:.2f}  {h.reason}" for h in self.timeline]
@@ -125,6 +147,9 @@ class SummaryConfig:
     """A shot longer than twice an eighth of the source (8 s to ``max_chapter_ns``) is cut in time."""
     key_sentences: int = 4
     quotes_per_chapter: int = 2
+    chapters_per_part: int = 8
+    """Past this many chapters they are gathered in parts of about as many (chapters of chapters),
+    each cut where neighbouring chapters differ most in what they show (TextTiling's idea)."""
     mmr_lambda: float = 0.7
     """Relevance against novelty when picking key sentences: 1 picks the most central ones even if
     they say the same thing; 0 picks the most different ones even if marginal."""
@@ -172,7 +197,34 @@ class Summariser(Operator[SummaryInput, Summary]):
         text = self._model_overview(item, chapters, key) if self._backend is not None else ""
         written_by = "vlm" if text else "offline"  # who wrote the overview, said in the summary
         return Summary(item.source_id, text or self._overview(item, chapters, key, timeline), tuple(chapters), timeline,
-                       written_by)
+                       written_by, self._parts(chapters, sentences, timeline))
+
+    def _parts(self, chapters: Sequence[Chapter], sentences: list[tuple[int, str]],
+               timeline: Sequence[HighlightMoment]) -> tuple[Part, ...]:
+        """Runs of about ``chapters_per_part`` chapters, each told by its subjects, its most
+        central sentence and its highlights."""
+        per = self.config.chapters_per_part
+        if len(chapters) <= per:
+            return ()
+        parts = []
+        shown = [", ".join(c.labels) or c.text for c in chapters]  # what each shows: the prose's boilerplate would blur it
+        for first, last in part_bounds(self.text_encoder.embed(shown), per):
+            span = Span(chapters[first].span.start_ns, chapters[last].span.end_ns)
+            subjects = list(dict.fromkeys(label for c in chapters[first:last + 1] for label in c.labels[:1]))
+            quotes = self._key_sentences([text for start, text in sentences if span.start_ns <= start < span.end_ns], 1)
+            moments = [h for h in timeline if span.start_ns <= h.span.start_ns < span.end_ns]
+            words = [f"Chapters {first + 1}-{last + 1}."]
+            if subjects:
+                more = len(subjects) - 4
+                words.append(f"{_upper_first(_join([_article(x) for x in subjects[:4]]))}" + (f" and {more} more." if more > 0 else "."))
+            if quotes:
+                words.append(f"Someone says: “{quotes[0]}”")
+            if moments:
+                best = max(moments, key=lambda h: h.score)
+                words.append(f"{len(moments)} highlight{'s' if len(moments) != 1 else ''}, the strongest at "
+                             f"{clock(best.span.start_ns)} ({_lower_first(best.reason)}).")
+            parts.append(Part(span, " ".join(words), first, last))
+        return tuple(parts)
 
     def _same_thing_merged(self, spans: list[Span], segments: Sequence[SegmentFacts], cuts_ns: Sequence[int]) -> list[Span]:
         """Adjacent chapters that each show one and the same subject, joined (within ``max_chapter_ns``)."""
@@ -283,6 +335,24 @@ def chapter_spans(duration_ns: int, cuts_ns: Sequence[int], config: SummaryConfi
         bounds.append(start)
     bounds.append(duration_ns)
     return [Span(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def part_bounds(vectors: np.ndarray, per: int) -> list[tuple[int, int]]:
+    """``(first, last)`` chapter indices of parts of about ``per`` chapters (``vectors``: one
+    L2-normalised row per chapter): each cut lies within a quarter part of the even split, where
+    the chapters on either side are least alike."""
+    n = len(vectors)
+    count = -(-n // per)
+    if count <= 1:
+        return [(0, n - 1)] if n else []
+    alike = np.einsum("ij,ij->i", vectors[:-1], vectors[1:])  # alike[i]: chapter i against i + 1
+    reach = max(1, per // 4)
+    starts = [0]
+    for k in range(1, count):
+        even = round(k * n / count)
+        window = range(max(starts[-1] + 1, even - reach), min(n - 1, even + reach) + 1)
+        starts.append(min(window, key=lambda b: (alike[b - 1], abs(b - even))) if len(window) else max(even, starts[-1] + 1))
+    return [(a, b - 1) for a, b in zip(starts, [*starts[1:], n])]
 
 
 def _shot_subjects(span: Span, segments: Sequence[SegmentFacts], cuts_ns: Sequence[int]) -> list[str]:

@@ -18,7 +18,7 @@ import pytest
 from operators.highlights import HighlightMoment
 from operators.records import NS_PER_SECOND, Span
 from operators.summary import (
-    SegmentFacts, Summariser, Summary, SummaryConfig, SummaryInput, chapter_spans, clock, mmr, notable_sounds,
+    SegmentFacts, Summariser, Summary, SummaryConfig, SummaryInput, chapter_spans, clock, mmr, notable_sounds, part_bounds,
 )  # fmt: skip
 from operators.text import TextEncoder
 
@@ -241,3 +241,46 @@ def test_a_chapter_that_gathers_shots_names_each_shot_in_order():
 def test_a_chapter_quotes_the_gist_of_what_is_said(summary):
     cat = summary.chapters[0].text
     assert "“the cat is sleeping on the sofa.” “she sleeps all day long.”" in cat  # two sentences: quotes_per_chapter
+
+
+# -- chapters of chapters ------------------------------------------------------------------------------
+
+
+def test_parts_are_cut_where_neighbouring_chapters_differ_most():
+    # 20 chapters on three topics (0-6, 7-13, 14-19): parts of about 8 are cut at the topic changes,
+    # not at the even split (7 and 13), and every chapter is in exactly one part.
+    topic = [0] * 7 + [1] * 7 + [2] * 6
+    vectors = np.eye(3, 16, dtype=np.float32)[topic] + 0.01 * np.arange(20, dtype=np.float32)[:, None] * np.eye(1, 16, 5)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assert part_bounds(vectors, 8) == [(0, 6), (7, 13), (14, 19)]
+    assert part_bounds(vectors[:8], 8) == [(0, 7)]  # no more than a part: one
+    same = np.tile(np.eye(1, 16, dtype=np.float32), (17, 1))  # nothing to tell them apart: the even split
+    assert part_bounds(same, 8) == [(0, 5), (6, 10), (11, 16)]
+
+
+def test_a_long_source_gets_parts_that_tell_their_chapters_and_nest_them():
+    # 24 shots of 4 s in three runs of eight (animals, drinks, vehicles), one sentence a run, one
+    # highlight in the second: three parts of eight chapters, each naming its subjects and quote.
+    runs = [(("tabby cat", 0.7),), (("lion", 0.7),), (("golden retriever", 0.7),), (("zebra", 0.7),)], \
+           [(("espresso", 0.7),), (("red wine", 0.7),), (("cup", 0.7),), (("beer bottle", 0.7),)], \
+           [(("fire engine", 0.7),), (("school bus", 0.7),), (("sports car", 0.7),), (("tractor", 0.7),)]
+    said = {0: "the animals rest in the shade.", 9: "a glass of wine before dinner.", 17: "the bus leaves the station."}
+    segments = tuple(facts(2 * shot + j, runs[shot // 8][shot % 4], transcript=said.get(shot, "") if j == 0 else "")
+                     for shot in range(24) for j in range(2))
+    moment = HighlightMoment("long", Span(44 * S, 48 * S), 0.6, ("applause",), "Applause", (1,))
+    item = SummaryInput("long", "long.mp4", 96 * S, segments, tuple(4 * S * k for k in range(1, 24)), (moment,))
+    out = summarise(item, SummaryConfig(max_chapters=40, min_chapter_ns=4 * S))
+    assert len(out.chapters) == 24
+    assert [(p.first, p.last) for p in out.parts] == [(0, 7), (8, 15), (16, 23)]
+    assert seconds([p.span for p in out.parts]) == [(0, 32), (32, 64), (64, 96)]
+    first, second, third = (p.text for p in out.parts)
+    assert first.startswith("Chapters 1-8. A tabby cat, a lion, a golden retriever and a zebra.")
+    assert "“the animals rest in the shade.”" in first and "highlight" not in first
+    assert "“a glass of wine before dinner.”" in second and "1 highlight, the strongest at 0:44 (applause)." in second
+    assert "an espresso" in second.lower() and "a fire engine" in third.lower()
+    text = out.render("long.mp4")
+    assert "  Part 2, 0:32-1:04: Chapters 9-16." in text
+    assert text.index("Part 2") < text.index("    0:32-0:36  An espresso") < text.index("Part 3")
+    back = Summary.from_json(json.loads(json.dumps(out.to_json())))
+    assert back.parts == out.parts
+    assert summarise(ITEM).parts == ()  # three chapters need no parts
