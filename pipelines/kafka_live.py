@@ -10,7 +10,8 @@ nothing is thinned or dropped; when a stream's backlog grows the partitions are 
 Clock. A stream's time is its MPEG-TS PTS minus an *origin*, so decoding the same chunks again
 gives the same times, hence the same segment ids. A stream is a run of *epochs*: one per
 ``publish`` (a chunk with ``seq`` 0 starts one; a publisher that restarts starts its PTS again),
-each placed on the window grid right after the previous epoch's end. The epochs, as
+each placed on the window grid right after the previous epoch's end (or after the last segment
+the index holds of the stream, for a publish after vidscope restarted). The epochs, as
 ``(partition, offset of their first chunk, origin_ns)``, are a checkpoint in the store
 (``kafka:TOPIC:NAME``), written as soon as the driver sees a segment of a new epoch, which is
 before anything of it can be committed.
@@ -69,6 +70,9 @@ class StreamPlan:
     """Start times of the segments the index already holds: decoded again after a resume, skipped."""
     anchor_wall_ns: int | None = None
     """Wall-clock time of stream time 0 (kept with the source)."""
+    stored_end_ns: int = 0
+    """Where the last segment the index holds of the stream ends: a new epoch starts after it, so a
+    publish after a restart never lands on windows already indexed."""
 
 
 @dataclass(slots=True)
@@ -264,8 +268,8 @@ class KafkaTopicActor:
                 pass
             return last_end_ns
         with decoder:
-            if new_epoch:
-                base_ns = -(-last_end_ns // window_ns) * window_ns
+            if new_epoch:  # after everything of the stream this run has read or the index holds
+                base_ns = -(-max(last_end_ns, plan.stored_end_ns) // window_ns) * window_ns
                 epoch = (first.partition, first.offset, decoder.origin_ns - base_ns)
                 epochs.append(epoch)
                 log.info("%s#%s: epoch at offset %d starts at stream time %.1f s", self.url, stream.name, first.offset,
@@ -281,7 +285,8 @@ class KafkaTopicActor:
                         t_ns = item.start_sample * 1_000_000_000 // decode.sample_rate
                     # On the grid, always: a replay after a crash makes the same windows (a stream
                     # that idled ended in a short window; the next one starts at the next line).
-                    start_ns = max(t_ns // window_ns, -(-last_end_ns // window_ns)) * window_ns
+                    floor_ns = max(last_end_ns, base_ns) if new_epoch else last_end_ns
+                    start_ns = max(t_ns // window_ns, -(-floor_ns // window_ns)) * window_ns
                     aligner = Aligner(plan.source_id, has_video=decoder.has_video, has_audio=decoder.has_audio,
                                       window_ns=window_ns, start_ns=start_ns, meta={EPOCH_META: list(epoch)})
                 pending.append(item)

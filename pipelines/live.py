@@ -447,10 +447,12 @@ class _KafkaRun(_LiveRun):
         ing.anchors[source_id] = anchor
         checkpoint = ing.index.store.get_checkpoint(self.checkpoint_key(self.topic, name)) or {}
         self.epochs[name] = [list(e) for e in checkpoint.get("epochs", [])]
-        starts = frozenset(s.start_ns for s in ing.index.store.segments_of_source(source_id))
+        stored = ing.index.store.segments_of_source(source_id)
+        starts = frozenset(s.start_ns for s in stored)
         self.streams[source_id] = self._new_stream(name, anchor)
         outcome = SourceOutcome(SourceRef(uri, source_id, given_name=name))
-        self.plans[source_id] = StreamPlan(name, source_id, tuple(tuple(e) for e in self.epochs[name]), starts, anchor)
+        self.plans[source_id] = StreamPlan(name, source_id, tuple(tuple(e) for e in self.epochs[name]), starts, anchor,
+                                           stored_end_ns=max((s.end_ns for s in stored), default=0))
         ing.outcomes.append(outcome)
         self.queue.append(outcome)
         log.warning("stream %r on %s: %s", name, ing.options.urls[0],

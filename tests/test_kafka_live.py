@@ -49,6 +49,11 @@ def whole(found: list[tuple[int, int]]) -> list[int]:
     return [a for a, _ in found]
 
 
+def full(found: list[tuple[int, int]]) -> list[int]:
+    """Start times of the windows of a second or more (not the few-ms tail a publish ends on)."""
+    return [a for a, b in found if b - a >= S]
+
+
 @pytest.mark.slow
 def test_a_kafka_stream_survives_a_killed_worker_each_segment_once_and_garbage_goes_to_the_dead_letters(
         kafka_bootstrap, topic_url, tmp_path):  # noqa: F811
@@ -112,3 +117,53 @@ def test_a_kafka_stream_survives_a_killed_worker_each_segment_once_and_garbage_g
     assert dead.key == b"feed" and dead.value == b"this is not MPEG-TS"
     assert b"not MPEG-TS" in headers["reason"] and headers["source-topic"] == topic.encode()
     assert status["dead_letters"] == 0 and before["dead_letters"] == 1  # the first worker met it and moved past
+
+
+@pytest.mark.slow
+def test_a_publish_after_vidscope_restarts_is_indexed_after_what_came_before(kafka_bootstrap, topic_url, tmp_path):  # noqa: F811
+    # Issue 10: a redeploy used to place the next publish (seq 0 again) at stream time 0, on windows
+    # already indexed: it was skipped as durable, never checkpointed, and its commits stuck.
+    first_file, second_file = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    build_video(first_file, (Scene("cat", 12.0),), (), width=320, height=240, gop=30)
+    build_video(second_file, (Scene("coffee", 12.0),), (), width=320, height=240, gop=30)
+    topic, url = topic_url()
+    data = tmp_path / "data"
+    status_path = data / "live" / "feed.json"
+    runs = []
+    try:
+        runs.append(start_live(url, data))
+        publish(str(first_file), url, name="feed")
+        wait_for(lambda: (len(whole(spans(data))) >= 6 and stream_committed(read_status(status_path)))
+                 or runs[0].poll() is not None, 120, "the first publish indexed and committed")
+        runs[0].send_signal(signal.SIGTERM)
+        _, err = runs[0].communicate(timeout=120)
+        assert runs[0].returncode == 0, err[-3000:]
+        committed_before = read_status(status_path)["committed"]
+        assert full(spans(data)) == [t * S for t in range(0, 12, 2)]
+
+        runs.append(start_live(url, data))
+        publish(str(second_file), url, name="feed")
+        # After the first publish's last window (12.00-12.02 s: its video outlasts its audio) comes the
+        # next grid line, 14 s: the second publish is 14-26 s of the stream.
+        expected = [t * S for t in (*range(0, 12, 2), *range(14, 26, 2))]
+        try:
+            wait_for(lambda: full(spans(data)) == expected or runs[1].poll() is not None, 120, "the second publish")
+            assert runs[1].poll() is None, runs[1].communicate()[1][-3000:]
+        except AssertionError:
+            runs[1].send_signal(signal.SIGTERM)
+            raise AssertionError(f"indexed {[a / S for a, _ in spans(data)]}; {runs[1].communicate(timeout=60)[1][-4000:]}")
+        # Its commits move on past the first publish's (nothing sticks behind the collision any more).
+        wait_for(lambda: any(o > int(committed_before.get(p, 0)) for p, o in
+                             ((read_status(status_path) or {}).get("committed") or {}).items()), 60, "a commit of the second publish")
+    finally:
+        for process in runs:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in runs:
+            process.communicate(timeout=120)
+    assert runs[1].returncode == 0
+    found = spans(data)
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(found, found[1:]))  # nothing overlaps
+    for query, (lo, hi) in (("a cat", (0, 12)), ("a cup of coffee", (14, 26))):
+        hits = json.loads(cli("search", query, "--data", str(data), "--json").stdout)
+        assert hits[0]["source"] == "feed" and lo <= hits[0]["start"] < hi, (query, hits[:2])
