@@ -286,13 +286,14 @@ def cmd_live(args: argparse.Namespace) -> int:
     if not args.chapter_seconds >= 4:
         raise ValueError("--chapter-seconds must be at least 4 (two windows)")
     config = ingest_config(args)
-    use_profile(args.data, config.profile)
     if args.events:
         from pipelines.kafka_io import parse_kafka_url
 
         parse_kafka_url(args.events)  # a wrong URL fails now, not at the first highlight
+    # Checked before the data folder is touched: a bad name or URL leaves nothing behind.
     options = LiveOptions(tuple(args.urls), tuple(args.name), max_queue=args.max_queue, events_url=args.events,
                           group=args.group, chapter_seconds=args.chapter_seconds)
+    use_profile(args.data, config.profile)
     reports = run_live(args.data, config, options, ray_address=args.ray_address)
     if args.json:
         print(json.dumps(reports, indent=2))

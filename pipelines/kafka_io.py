@@ -18,8 +18,10 @@ chunk counts as done only once the GOP it ends in is durable, or, exactly:
 resumes at that keyframe; mark the chunks before it done, and skip what the restart decodes
 before the first segment not yet durable.
 
-Dead letters. A message without a key, with an empty value or whose value is not whole MPEG-TS
-packets (each 188 bytes starting with the 0x47 sync byte) is produced unchanged (key, value,
+Dead letters. A message without a key, with a key that is not a stream name
+(``pipelines.sources.STREAM_NAME``: it names files), with an empty value, whose value is not whole
+MPEG-TS packets (each 188 bytes starting with the 0x47 sync byte), or of a stream past the
+``MAX_STREAMS_PER_TOPIC`` a worker reads is produced unchanged (key, value,
 headers) to the dead-letter topic, default ``<topic>.dead-letter``, with the headers ``reason``
 (words), ``source-topic``, ``source-partition`` and ``source-offset`` added, and is skipped: its
 offset counts as processed once the dead letter is acknowledged.
@@ -70,11 +72,16 @@ from typing import Iterable, Iterator, Mapping
 import av
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 
+from pipelines.sources import stream_name_problem
+
 __all__ = [
     "Chunk", "ChunkReader", "EventPublisher", "KafkaStreams", "KafkaTarget", "PublishReport", "check_event", "encode_event",
     "malformed_reason", "mpegts_chunks", "parse_kafka_url", "publish", "publish_events",
 ]  # fmt: skip
 
+MAX_STREAMS_PER_TOPIC = 64
+"""Streams one worker reads from a topic (each holds two threads of its actor); the chunks of
+any further stream go to the dead-letter topic, kept, with the reason."""
 TS_PACKET_BYTES = 188
 TS_SYNC_BYTE = 0x47
 DEFAULT_CHUNK_BYTES = TS_PACKET_BYTES * 1000
@@ -225,8 +232,8 @@ def publish(
     """Put ``source`` on the topic of ``url`` (``kafka://HOST:PORT/TOPIC``) as stream ``name``:
     the chunks of ``mpegts_chunks`` (which see for the options), key = name, header ``seq``.
     Returns once every message is acknowledged by the broker; raises the first send error."""
-    if not name:
-        raise ValueError("a stream needs a non-empty name (it is the message key)")
+    if (problem := stream_name_problem(name)) is not None:
+        raise ValueError(f"{problem} (it is the message key)")
     target = parse_kafka_url(url)
     chunks = mpegts_chunks(source, chunk_bytes=chunk_bytes, max_chunk_seconds=max_chunk_seconds, realtime=realtime, stop=stop)
     key, messages, total = name.encode(), 0, 0
@@ -309,9 +316,11 @@ def malformed_reason(key: bytes | None, value: bytes | None) -> str | None:
     if not key:
         return "no key: a stream chunk's key is its stream name"
     try:
-        key.decode()
+        name = key.decode()
     except UnicodeDecodeError:
         return "key is not utf-8: a stream chunk's key is its stream name"
+    if (problem := stream_name_problem(name)) is not None:
+        return f"key {problem}"
     if not value:
         return "empty value"
     if len(value) % TS_PACKET_BYTES:
@@ -332,8 +341,11 @@ class KafkaStreams:
     done and commit from one thread (kafka-python's consumer is single-threaded).
     """
 
-    def __init__(self, url: str, *, group_id: str, dead_letter_topic: str | None = None) -> None:
+    def __init__(self, url: str, *, group_id: str, dead_letter_topic: str | None = None,
+                 max_streams: int = MAX_STREAMS_PER_TOPIC) -> None:
         target = parse_kafka_url(url)
+        self.max_streams = max_streams
+        self.streams: set[str] = set()  # the stream names handed out so far
         self.topic = target.topic
         self.dead_letter_topic = dead_letter_topic or f"{target.topic}.dead-letter"
         if self.dead_letter_topic == self.topic:
@@ -363,6 +375,12 @@ class KafkaStreams:
             for record in batches[tp]:
                 self._next[tp.partition] = record.offset + 1
                 reason = malformed_reason(record.key, record.value)
+                if reason is None and record.key.decode() not in self.streams:
+                    if len(self.streams) >= self.max_streams:
+                        reason = (f"stream {record.key.decode()!r} would be stream {len(self.streams) + 1} of topic "
+                                  f"{self.topic!r}: one worker reads at most {self.max_streams}")
+                    else:
+                        self.streams.add(record.key.decode())
                 if reason is None:
                     chunks.append(Chunk(record.key.decode(), tp.partition, record.offset, record.value, _seq(record.headers)))
                     in_flight.add(record.offset)

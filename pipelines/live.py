@@ -40,7 +40,7 @@ from operators.summary import SegmentFacts, SummaryInput
 from pipelines.batch import DEFAULT_MIN_SCORE, IngestConfig, Ingestor, SourceOutcome, _Run, signals_of
 from pipelines.live_events import HighlightEvents, chapter_event
 from pipelines.runtime import SourceReport
-from pipelines.sources import SourceRef
+from pipelines.sources import SourceRef, stream_name_problem
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +196,9 @@ class LiveOptions:
             return
         if not self.urls or len(self.urls) != len(self.names):
             raise ValueError(f"give one --name per stream: {len(self.urls)} URLs, {len(self.names)} names")
+        for name in self.names:
+            if (problem := stream_name_problem(name)) is not None:
+                raise ValueError(problem)
         if len(set(self.names)) != len(self.names):
             raise ValueError(f"stream names must differ: {self.names}")
 
@@ -225,6 +228,8 @@ class _Stream:
     """What the driver keeps per stream: its highlight scorer, its events, its status file."""
 
     def __init__(self, name: str, anchor_wall_ns: int, folder: Path, publisher=None, store=None) -> None:
+        if (problem := stream_name_problem(name)) is not None:  # it names files: checked where they are made too
+            raise ValueError(problem)
         self.name = name
         self.status_path = folder / f"{name}.json"
         self.events = HighlightEvents(name, anchor_wall_ns, folder / f"{name}.events.jsonl", publisher=publisher,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,3 +97,18 @@ def expand(inputs: list[str]) -> tuple[list[SourceRef], list[tuple[str, str]]]:
         else:
             problems.append((raw, "no such file or folder"))
     return refs, problems
+
+
+STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""A live stream's name (``--name``, a Kafka message key): it names the stream's files under
+DATA/live/, so it is one plain file-name part: letters, digits, '.', '_', '-', at most 128,
+not starting with '.' or '-' (no '/', no '..', nothing a shell or a URL treats specially)."""
+
+
+def stream_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a stream, in words; None when it can."""
+    if STREAM_NAME.fullmatch(name):
+        return None
+    shown = name if len(name) <= 60 else name[:57] + "..."
+    return (f"{shown!r} is not a stream name: use letters, digits, '.', '_' and '-' (at most 128, "
+            "starting with a letter or digit)")

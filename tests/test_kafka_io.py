@@ -404,3 +404,35 @@ def test_events_round_trip_as_json(kafka_bootstrap, topic_url):
     records = sorted(read_topic(kafka_bootstrap, topic, 3), key=lambda r: r.offset)
     assert [r.key for r in records] == [b"cam"] * 3
     assert [json.loads(r.value.decode("utf-8")) for r in records] == [event, *later]
+
+
+def test_hostile_keys_and_streams_past_the_cap_go_to_the_dead_letter_topic(kafka_bootstrap, topic_url, clips):
+    # Issue 10: a key names the stream's files under DATA/live/, so "../profile" replaced
+    # DATA/profile.json and "../../escaped" wrote outside the data folder; every key held threads.
+    path, _ = clips["six"]
+    topic, url = topic_url()
+    chunk = next(iter(mpegts_chunks(str(path), chunk_bytes=SMALL_CHUNK, max_chunk_seconds=None, realtime=False)))
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    hostile = [b"../profile", b"../../escaped", b"/tmp/abs", b"a/b", b".hidden", b"x" * 129]
+    for key in [*hostile, b"cam-1", b"cam-2", b"cam-3", b"cam-1"]:
+        producer.send(topic, key=key, value=chunk, partition=0).get(timeout=10)
+    producer.close()
+    with KafkaStreams(url, group_id="hostile", max_streams=2) as streams:
+        chunks = consume(streams, lambda got: len(got) >= 3 and streams.dead_letters >= len(hostile) + 1)
+        assert [c.name for c in chunks] == ["cam-1", "cam-2", "cam-1"]  # the first two streams, whole
+        assert streams.dead_letters == len(hostile) + 1
+    letters = {r.key: dict(r.headers)["reason"].decode() for r in read_topic(kafka_bootstrap, f"{topic}.dead-letter", 7)}
+    assert set(letters) == {*hostile, b"cam-3"}
+    assert all("is not a stream name" in letters[key] for key in hostile)
+    assert "would be stream 3" in letters[b"cam-3"] and "at most 2" in letters[b"cam-3"]
+
+
+def test_stream_names_are_one_plain_file_name_part():
+    from pipelines.sources import stream_name_problem
+
+    for good in ("cam-1", "Front_Door.2", "0", "x" * 128):
+        assert stream_name_problem(good) is None, good
+    for bad in ("", "../profile", "a/b", "/abs", ".hidden", "-dash", "x" * 129, "caf\u00e9", "a b", "a\\b"):
+        assert "is not a stream name" in stream_name_problem(bad), bad
+    with pytest.raises(ValueError, match="is not a stream name"):
+        publish("nothing.mp4", "kafka://127.0.0.1:1/t", name="../profile")

@@ -248,3 +248,12 @@ def test_an_overloaded_stream_thins_then_drops_counts_every_segment_and_its_memo
     assert pulled == sorted(pulled) and 1 in frames and max(frames) == 2  # thinned to one frame, in time order
     later = memory[len(memory) // 3:]
     assert max(later) - later[0] < 40, memory  # flat: bounded by the queue, not by the backlog
+
+
+def test_a_stream_name_that_is_not_a_plain_file_name_is_refused_before_the_data_folder_is_touched(tmp_path):
+    data = tmp_path / "data"
+    for name in ("../profile", "a/b", "/abs"):
+        run = cli("live", "udp://127.0.0.1:9", "--name", name, "--data", str(data))
+        assert run.returncode == 2 and "is not a stream name" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    assert not data.exists() and not (tmp_path / "profile.json").exists()
