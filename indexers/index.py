@@ -39,11 +39,16 @@ class SegmentIndex:
     """
 
     def __init__(self, data_dir: str | os.PathLike, *, config: VectorIndexConfig | None = None,
-                 redis_url: str | None = None) -> None:
+                 redis_url: str | None = None, read_only: bool = False) -> None:
         """``redis_url`` (default ``$VIDSCOPE_REDIS``): keep the metadata and vectors in Redis,
         shared by every worker that names it, instead of the folder's SQLite file; the FAISS
-        files stay in the folder (each reader rebuilds what it lacks from the store)."""
+        files stay in the folder (each reader rebuilds what it lacks from the store).
+
+        ``read_only``: for search, highlights, summaries and ask: nothing in the folder is
+        written (a read-only mount works; a search beside an ingest never saves into its
+        folder); what is missing or behind the store is rebuilt in memory."""
         self.data_dir = Path(data_dir)
+        self.read_only = read_only
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ValueError(f"data folder {self.data_dir} is a file, not a folder")
         redis_url = redis_url or os.environ.get(REDIS_ENV)
@@ -52,10 +57,11 @@ class SegmentIndex:
 
             self.store = RedisStore(redis_url)
         else:
-            self.store = SqliteStore(self.data_dir / DB_FILE)
+            self.store = SqliteStore(self.data_dir / DB_FILE, read_only=read_only)
         try:
-            self.vectors = VectorIndexes(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig())
-            self.lexical = LexicalIndex(self.data_dir, self.store)
+            self.vectors = VectorIndexes(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig(),
+                                         read_only=read_only)
+            self.lexical = LexicalIndex(self.data_dir, self.store, read_only=read_only)
         except BaseException:
             self.store.close()
             raise
@@ -63,6 +69,8 @@ class SegmentIndex:
     def upsert(self, records: Sequence[FusedRecord]) -> None:
         """Write fused records, one transaction for the batch; writing the same records again
         changes nothing. A record replaces all that was stored for its segment."""
+        if self.read_only:
+            raise ValueError(f"{self.data_dir} is open read-only")
         self.vectors.apply(self.store.upsert_segments(records))
         self.lexical.apply(records)
 

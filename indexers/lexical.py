@@ -49,17 +49,40 @@ def sounds(words: Iterable[str]) -> list[str]:
 class LexicalIndex:
     """BM25 over every segment's transcript. Thread-safe within a process."""
 
-    def __init__(self, folder: str | os.PathLike, store: MetadataStore) -> None:
+    def __init__(self, folder: str | os.PathLike, store: MetadataStore, *, read_only: bool = False) -> None:
+        """``read_only``: use the folder's file when it is up to date, else build the index in
+        memory for this process; never write the folder."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._store = store
+        if read_only:
+            self._db = self._read_only(folder / FILE, store)
+            return
+        folder.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(folder / FILE, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS said USING fts5(words, sounds, tokenize='porter unicode61')")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (segment_id INTEGER PRIMARY KEY)")
-        self._store = store
+        self._create()
         if self._count() != store.count_segments():
             self._rebuild()
+
+    def _create(self) -> None:
+        self._db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS said USING fts5(words, sounds, tokenize='porter unicode61')")
+        self._db.execute("CREATE TABLE IF NOT EXISTS seen (segment_id INTEGER PRIMARY KEY)")
+
+    def _read_only(self, path: Path, store: MetadataStore) -> sqlite3.Connection:
+        from indexers.sqlite_store import connect_read_only
+
+        try:
+            self._db = connect_read_only(path)
+            if self._count() == store.count_segments():
+                return self._db
+            self._db.close()
+        except (ValueError, sqlite3.Error):  # missing, unreadable or older than the store
+            pass
+        self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self._create()
+        self._rebuild()
+        return self._db
 
     def _count(self) -> int:
         return self._db.execute("SELECT count(*) FROM seen").fetchone()[0]

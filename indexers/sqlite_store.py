@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -62,6 +63,25 @@ _ADDED_COLUMNS = {"segments": ("visual_scores BLOB", "audio_scores BLOB")}
 """Columns added since schema 1 was first written: an older file gains them (NULL) when opened."""
 
 
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """``path`` opened so that nothing is written, in a folder that may be read-only. A WAL
+    database there can only be opened ``immutable`` (SQLite cannot make its ``-shm`` file);
+    that is what a read-only mount means anyway: nobody writes under it."""
+    if not path.is_file():
+        raise ValueError(f"no index at {path.parent}: run `vidscope ingest PATH --data {path.parent}` first")
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    for suffix in ("", "&immutable=1"):
+        db = sqlite3.connect(uri + suffix, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if suffix or "unable to open" not in str(exc):
+                raise ValueError(f"cannot read {path}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for i in range(0, len(ids), _IN_CHUNK):
         yield ids[i : i + _IN_CHUNK]
@@ -99,22 +119,36 @@ def _ids(values: Iterable[int]) -> np.ndarray:
 class SqliteStore:
     """``MetadataStore`` in one SQLite file. Thread-safe (one connection behind a lock)."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, read_only: bool = False) -> None:
+        """``read_only``: open an existing database without writing a byte (a search on a
+        read-only mount, or beside the ingest that owns the folder)."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self._lock = threading.RLock()
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so a batch is
-        # exactly one transaction and reads outside a batch never hold one open.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._columns = _SEGMENT_COLUMNS
+        if read_only:
+            self._db = connect_read_only(self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so a batch is
+            # exactly one transaction and reads outside a batch never hold one open.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
-            self._add_columns()
-            with self._transaction():
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+            if not read_only:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
+                self._add_columns()
+                with self._transaction():
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+            else:  # a file from before a column was added is read as it is: the column reads as NULL
+                have = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
+                self._columns = ", ".join(c if c in have else f"NULL AS {c}" for c in _SEGMENT_COLUMNS.split(", "))
             meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ValueError(f"{self.path} is not a vidscope database ({exc})") from exc
         except BaseException:
             self._db.close()
             raise
@@ -256,7 +290,7 @@ class SqliteStore:
         with self._lock:
             for chunk in _chunks(ids):
                 rows = self._db.execute(
-                    f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE segment_id IN ({_marks(len(chunk))})", chunk)
+                    f"SELECT {self._columns} FROM segments WHERE segment_id IN ({_marks(len(chunk))})", chunk)
                 out.update((row[0], _segment(row)) for row in rows)
         return out
 
@@ -267,7 +301,7 @@ class SqliteStore:
         hi = 2**63 - 1 if end_ns is None else end_ns
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_SEGMENT_COLUMNS} FROM segments WHERE source_id=? AND start_ns < ? AND end_ns > ? "
+                f"SELECT {self._columns} FROM segments WHERE source_id=? AND start_ns < ? AND end_ns > ? "
                 "ORDER BY start_ns", (source_id, hi, lo)).fetchall()
         return [_segment(r) for r in rows]
 

@@ -116,9 +116,14 @@ class VectorIndexes:
     index another writer left behind. Thread-safe within a process.
     """
 
-    def __init__(self, folder: str | os.PathLike, store: MetadataStore, config: VectorIndexConfig) -> None:
+    def __init__(self, folder: str | os.PathLike, store: MetadataStore, config: VectorIndexConfig, *,
+                 read_only: bool = False) -> None:
+        """``read_only``: load the saved indexes that match the store, rebuild the others in
+        memory, and never write the folder (``save`` does nothing)."""
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if not read_only:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self.config = config
         self._store = store
         self._lock = threading.RLock()
@@ -279,7 +284,7 @@ class VectorIndexes:
         Does nothing, and touches no file, when nothing changed."""
         with self._lock:
             self._rebuild_stale()
-            if not self._unsaved:
+            if not self._unsaved or self.read_only:
                 return
             with _flock(self.folder / ".lock"):
                 on_disk = self._read_manifest()

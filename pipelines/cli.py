@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -136,10 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vidscope: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError, sqlite3.Error) as exc:
         if args.verbose:
             raise
-        print(f"vidscope: {exc}", file=sys.stderr)
+        where = f"the index database in {args.data}: " if isinstance(exc, sqlite3.Error) else ""
+        print(f"vidscope: {where}{exc}", file=sys.stderr)
         return 2
     return 2
 
@@ -344,7 +346,7 @@ def cmd_highlights(args: argparse.Namespace) -> int:
             source_id = find_source(searcher.index, args.source).source_id if args.source else None
             found = find_highlights(searcher.index, source_id=source_id, text=args.text, searcher=searcher, **options)
     else:
-        with SegmentIndex(data_folder(args.data)) as index:
+        with SegmentIndex(data_folder(args.data), read_only=True) as index:
             source_id = find_source(index, args.source).source_id if args.source else None
             found = find_highlights(index, source_id=source_id, **options)
     if args.json:

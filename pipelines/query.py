@@ -47,7 +47,7 @@ def open_searcher(data_dir: Path, *, device: str = "cpu") -> Iterator[Searcher]:
         clip = ClipEncoder(profile.clip)
         clip.setup()
         joint["clip"] = clip.embed_text
-    with SegmentIndex(data_dir) as index:
+    with SegmentIndex(data_folder(data_dir), read_only=True) as index:
         yield Searcher(index, encoder.embed, joint=joint)
 
 
@@ -60,7 +60,7 @@ def find_source(index: SegmentIndex, key: str) -> SourceInfo:
 
 
 def load_summary(data_dir: Path, key: str) -> tuple[SourceInfo, Summary]:
-    with SegmentIndex(data_folder(data_dir)) as index:
+    with SegmentIndex(data_folder(data_dir), read_only=True) as index:
         source = find_source(index, key)
         stored = index.store.get_summary(source.source_id)
     if stored is None:

@@ -2,7 +2,11 @@
 then ask for it by text. One ingest per module (Ray and the models start once)."""
 
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -178,3 +182,36 @@ def test_ask_offline_answers_with_the_matching_moment_and_its_words(ingested, li
     best = answer["moments"][0]
     assert answer["profile"] == "offline" and best["start"] < phrase.end_seconds and phrase.start_seconds < best["end"]
     assert "Said there" in answer["answer"]
+
+
+def test_search_highlights_and_summary_read_a_read_only_data_folder_and_write_nothing(ingested, tmp_path, capsys):
+    # Issue 10: on a read-only bind mount `search` exited 1 with a raw sqlite3 traceback, and a
+    # search beside an ingest rebuilt the indexes and saved them into the writer's folder.
+    data, _ = ingested
+    expected = search(data, "a cat", capsys)
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    shutil.rmtree(copy / "index")  # derived files missing: rebuilt in memory, not written
+    (copy / "words.sqlite3").unlink()
+    before = sorted((str(p.relative_to(copy)), p.stat().st_mtime_ns, p.stat().st_size) for p in copy.rglob("*"))
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    cli = f"{sys.executable} -m pipelines.cli"
+    script = (f"mount --bind {copy} {mount} && mount -o remount,bind,ro {mount} && touch {mount}/probe 2>/dev/null && exit 9; "
+              f"{cli} search 'a cat' --data {mount} --json --top-k 3 > {tmp_path}/search.json && "
+              f"{cli} highlights --data {mount} --json > {tmp_path}/highlights.json && "
+              f"{cli} summary story.mp4 --data {mount} --json > {tmp_path}/summary.json")
+    run = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode != 9, "the bind mount is not read-only"
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    found = json.loads((tmp_path / "search.json").read_text())
+    assert [(h["source"], h["start"], h["end"]) for h in found] == [(h["source"], h["start"], h["end"]) for h in expected]
+    highlights = json.loads((tmp_path / "highlights.json").read_text())
+    assert highlights and set(highlights[0]["labels"]) & {"cheering", "crowd", "crowd cheering", "applause"}, highlights
+    assert json.loads((tmp_path / "summary.json").read_text())["chapters"]
+    after = sorted((str(p.relative_to(copy)), p.stat().st_mtime_ns, p.stat().st_size) for p in copy.rglob("*"))
+    assert after == before  # not a byte written, not a file made
+    # The same commands on the writable folder write nothing either: a reader never saves.
+    assert main(["search", "a dog", "--data", str(copy), "--json"]) == 0
+    assert not (copy / "index").exists() and not (copy / "words.sqlite3").exists()
