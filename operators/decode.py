@@ -28,6 +28,22 @@ class MediaError(ValueError):
     """A source that cannot be decoded at all (missing, empty, not media). Says why in words."""
 
 
+MIN_FPS, MAX_FPS = 0.01, 30.0
+"""Frames sampled per second: one a 100 s at least, 30 at most (every frame of most video)."""
+MAX_DEMUX_ERRORS = 1000
+"""A file whose demuxer fails this many times is damaged past repair from there: what was decoded
+before is kept and the source is reported failed, with the reason."""
+MAX_PIXELS = 8192 * 8192
+MAX_ASPECT = 8.0
+"""Videos larger than 8192 x 8192 pixels, or more than 8 times wider than high (or the reverse),
+are refused: scaled to 224 px on the short side, an 8192 x 16 picture would be 114,688 px long."""
+LOCAL_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,flv,ogg,wav,w64,mp3,aac,flac,asf,"
+                 "mxf,h264,hevc,m4v,mjpeg,ivf,nut,caf,aiff,au,amr,dv,rm,yuv4mpegpipe,gif")
+"""The demuxers a local file may use: media containers and raw streams. Not playlists (hls,
+concat, ffconcat) or anything else that opens *other* files or URLs named inside the file: a
+".mp4" that is an HLS playlist pointing at /etc/passwd or at a host on the network is refused."""
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeConfig:
     frames_per_second: float = 1.0
@@ -48,8 +64,8 @@ class DecodeConfig:
     never shown to anyone, and skipping them saves a third of the decode on typical H.264."""
 
     def __post_init__(self) -> None:
-        if not self.frames_per_second > 0:
-            raise ValueError(f"frames_per_second must be positive, got {self.frames_per_second}")
+        if not MIN_FPS <= self.frames_per_second <= MAX_FPS:
+            raise ValueError(f"frames per second must be {MIN_FPS:g} to {MAX_FPS:g}, got {self.frames_per_second:g}")
         if self.thumbnails_per_second < 0:
             raise ValueError(f"thumbnails_per_second must not be negative, got {self.thumbnails_per_second}")
         if self.frame_short_side < 16:
@@ -81,6 +97,8 @@ class DecodeStats:
     audio_samples: int = 0
     damaged_packets: int = 0
     errors: list[str] = field(default_factory=list)
+    gave_up: str | None = None
+    """Why decoding stopped before the end (the file is damaged past repair there), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +119,7 @@ def _open(path: str | Path | BinaryIO, options: dict[str, str] | None = None, ti
     """``path`` may be a readable file-like object (then give its ``format``)."""
     is_path = isinstance(path, (str, Path))
     spath = _shown(path)
+    options = dict(options or {})
     if is_path and "://" not in spath:
         p = Path(spath)
         if not p.exists():
@@ -109,13 +128,27 @@ def _open(path: str | Path | BinaryIO, options: dict[str, str] | None = None, ti
             raise MediaError(f"{spath}: is a folder, not a media file")
         if p.stat().st_size == 0:
             raise MediaError(f"{spath}: file is empty")
+        with p.open("rb") as f:
+            head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head.startswith((b"#EXTM3U", b"ffconcat", b"#EXT")) or head[:5].lower() == b"file ":
+            raise MediaError(f"{spath}: a playlist, not a media file (vidscope does not open the files or URLs it names)")
+        # A local file is read as itself: no protocol but the file, no demuxer that opens others.
+        options.setdefault("protocol_whitelist", "file")
+        options.setdefault("format_whitelist", LOCAL_FORMATS)
     try:
-        container = av.open(spath if is_path else path, format=format, options=options or {}, timeout=timeout_s)
+        container = av.open(spath if is_path else path, format=format, options=options, timeout=timeout_s)
     except av.FFmpegError as exc:
         raise MediaError(f"{spath}: not readable as video or audio ({exc.strerror or exc})") from exc
     if not container.streams.video and not container.streams.audio:
         container.close()
         raise MediaError(f"{spath}: holds no video or audio stream")
+    if container.streams.video:
+        ctx = container.streams.video[0].codec_context
+        w, h = ctx.width or 0, ctx.height or 0
+        if w and h and (w * h > MAX_PIXELS or max(w, h) > MAX_ASPECT * min(w, h)):
+            container.close()
+            raise MediaError(f"{spath}: a {w} x {h} video is outside what vidscope reads (at most {MAX_PIXELS // 8192} x 8192 "
+                             f"pixels, at most {MAX_ASPECT:g} times wider than high or the reverse)")
     return container
 
 
@@ -251,8 +284,9 @@ class Decoder:
             except (av.InvalidDataError, av.EOFError) as exc:
                 failures += 1
                 self.stats.damaged_packets += 1
-                if failures > 1000:
-                    self.stats.errors.append(f"gave up after {failures} demux errors: {exc}")
+                if failures > MAX_DEMUX_ERRORS:
+                    self.stats.gave_up = f"gave up after {failures} demux errors ({exc})"
+                    self.stats.errors.append(self.stats.gave_up)
                     return
 
     def _decode(self, packet: av.Packet):

@@ -58,6 +58,11 @@ class StageOverride:
     workers: int | None = None
 
 
+MIN_WINDOW_S, MAX_WINDOW_S = 0.5, 60.0
+"""Segment length: shorter than half a second hears no sound whole; longer than a minute
+finds nothing more precisely than a minute."""
+
+
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
     decode: DecodeConfig = DecodeConfig()
@@ -85,8 +90,8 @@ class IngestConfig:
         return (("visual", "fuse", "summary", "clip"),)
 
     def __post_init__(self) -> None:
-        if not self.window_seconds > 0:
-            raise ValueError(f"window must be positive, got {self.window_seconds} s")
+        if not MIN_WINDOW_S <= self.window_seconds <= MAX_WINDOW_S:
+            raise ValueError(f"the window must be {MIN_WINDOW_S:g} to {MAX_WINDOW_S:g} s, got {self.window_seconds:g} s")
         if self.max_sources_in_flight < 1 or self.max_segments_in_flight < 1:
             raise ValueError("in-flight limits must be at least 1")
 

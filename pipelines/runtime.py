@@ -184,6 +184,8 @@ class SourceActor:
         except Exception as exc:  # noqa: BLE001 - one source fails alone, with its reason
             error = f"{path}: decoding stopped: {type(exc).__name__}: {exc}"
         stats = decoder.stats
+        if error is None and stats.gave_up is not None:  # damaged past repair: say so, keep what was read
+            error = f"{path}: {stats.gave_up}; indexed up to {last_end_ns / 1e9:.1f} s"
         if error is None and count == 0:
             error = f"{path}: no decodable frame or audio sample ({stats.damaged_packets} damaged packets)"
         yield SourceReport(source_id, path, error, last_end_ns, decoder.has_video, decoder.has_audio, count,

@@ -123,3 +123,67 @@ def test_probe_reads_the_header(synth_case):
     assert info.has_video and info.has_audio
     assert info.width == 320 and info.height == 240
     assert abs(info.start_ns / NS_PER_SECOND - truth.container_start_seconds) < 1e-3
+
+
+# -- untrusted media (issue 10, hole 8) ----------------------------------------------------------------
+
+
+def test_a_playlist_named_like_a_video_is_refused_and_opens_nothing_it_names(synth_case, tmp_path):
+    ts, _ = synth_case("mpegts")
+    hls = tmp_path / "holiday.mp4"  # an HLS playlist pointing at a real local file
+    hls.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{ts}\n#EXT-X-ENDLIST\n")
+    concat = tmp_path / "clip.mp4"
+    concat.write_text(f"ffconcat version 1.0\nfile '{ts}'\n")
+    bare_concat = tmp_path / "reel.mkv"
+    bare_concat.write_text(f"file '{ts}'\n")
+    for path in (hls, concat, bare_concat):
+        with pytest.raises(MediaError, match="a playlist, not a media file"):
+            Decoder(path)
+
+
+def test_a_local_file_may_only_use_media_demuxers_and_the_file_protocol(synth_case, tmp_path):
+    # Past the sniffing of the first bytes, FFmpeg itself refuses any demuxer not on the list:
+    # asked for by name (as a caller could), the hls demuxer does not open a local file.
+    import shutil
+
+    ts, _ = synth_case("mpegts")
+    shutil.copy(ts, tmp_path / "part.ts")
+    hidden = tmp_path / "hidden.mp4"  # a concat list that starts with a comment: no sniffing catches it
+    hidden.write_text("# my holiday\nfile 'part.ts'\n")
+    with pytest.raises(MediaError, match="not readable"):
+        Decoder(hidden, format="concat")
+    for case in ("mp4", "mpegts"):  # every ordinary container still opens
+        path, _ = synth_case(case)
+        with Decoder(path) as decoder:
+            assert decoder.has_video and decoder.has_audio
+
+
+def test_a_video_too_large_or_too_thin_is_refused_with_its_size(tmp_path):
+    import av
+
+    path = tmp_path / "sliver.mp4"
+    with av.open(str(path), "w") as out:  # 4096 x 16: scaled to 224 px high it would be 57,344 px long
+        stream = out.add_stream("libx264", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 4096, 16, "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 4096, 3), np.uint8), format="rgb24")
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    with pytest.raises(MediaError, match="a 4096 x 16 video is outside what vidscope reads"):
+        Decoder(path)
+
+
+def test_a_file_the_demuxer_gives_up_on_says_so(synth_case, monkeypatch):
+    import av
+
+    path, _ = synth_case("mp4")
+    decoder = Decoder(path)
+
+    def broken(*streams):  # a stand-in for a file damaged past repair from its first packet
+        raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(decoder, "_container", type("C", (), {"demux": staticmethod(broken), "close": lambda self: None,
+                                                              "streams": decoder._container.streams})())
+    assert list(decoder._demux([])) == []
+    assert decoder.stats.gave_up.startswith("gave up after 1001 demux errors")
