@@ -74,6 +74,21 @@ class SegmentIndex:
         self.vectors.apply(self.store.upsert_segments(records))
         self.lexical.apply(records)
 
+    def delete_segments(self, segment_ids: Sequence[int]) -> None:
+        """Remove segments from the store and every index."""
+        if self.read_only:
+            raise ValueError(f"{self.data_dir} is open read-only")
+        self.vectors.apply(self.store.delete_segments(segment_ids))
+        self.lexical.remove(segment_ids)
+
+    def delete_source(self, source_id: str) -> None:
+        """Remove a source and everything it holds from the store and every index."""
+        if self.read_only:
+            raise ValueError(f"{self.data_dir} is open read-only")
+        ids = [s.segment_id for s in self.store.segments_of_source(source_id)]
+        self.vectors.apply(self.store.delete_source(source_id))
+        self.lexical.remove(ids)
+
     def add_source(self, source: SourceInfo) -> None:
         """Record or update a source (its status too: pass ``dataclasses.replace(source, status="done")``)."""
         self.store.upsert_source(source)

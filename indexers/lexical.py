@@ -104,6 +104,15 @@ class LexicalIndex:
             self._write((r.segment_id, r.transcript) for r in records)
             self._db.execute("COMMIT")
 
+    def remove(self, segment_ids: Iterable[int]) -> None:
+        """Forget what these segments said."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            for sid in segment_ids:
+                self._db.execute("DELETE FROM said WHERE rowid = ?", (int(sid),))
+                self._db.execute("DELETE FROM seen WHERE segment_id = ?", (int(sid),))
+            self._db.execute("COMMIT")
+
     def _write(self, rows: Iterable[tuple[int, str]]) -> None:
         for segment_id, transcript in rows:
             self._db.execute("DELETE FROM said WHERE rowid = ?", (segment_id,))

@@ -379,6 +379,79 @@ class RedisStore:
 
         return changes, queue
 
+    def delete_segments(self, segment_ids: Iterable[int]) -> list[VectorChange]:
+        """Remove segments, their vectors and highlight scores, in one transaction."""
+        ids = list(dict.fromkeys(int(i) for i in segment_ids))
+        if not ids:
+            return []
+        return self._write("delete segments", self._segment_keys(), lambda: self._plan_delete(ids, None))
+
+    def delete_source(self, source_id: str) -> list[VectorChange]:
+        """Remove a source and all it holds (segments, vectors, cuts, scores, summary), in one transaction."""
+        time_key = self._key("segments_by_time", source_id)
+
+        def plan():
+            return self._plan_delete([_int64(m[16:32]) for m in self._redis.zrange(time_key, 0, -1)], source_id)
+
+        return self._write("delete a source", [*self._segment_keys(), time_key, self._key("sources"),
+                                               self._key("highlights_of", source_id)], plan)
+
+    def _segment_keys(self) -> list[str]:
+        return [self._key("segments"), self._key("highlights"),
+                *(self._key(k, s) for s in VECTOR_SPACES for k in ("space", "vectors"))]
+
+    def _plan_delete(self, ids: list[int], source_id: str | None):
+        fields = [_hex64(sid) for sid in ids]
+        reads = self._redis.pipeline(transaction=False)
+        reads.hget(self._key("meta"), "store_id")
+        reads.hmget(self._key("segments"), fields) if fields else reads.echo(b"")
+        for space in VECTOR_SPACES:
+            reads.hmget(self._key("space", space), ["dim", "revision"])
+            reads.hmget(self._key("vectors", space), fields) if fields else reads.echo(b"")
+        if source_id is not None:
+            reads.smembers(self._key("highlights_of", source_id))
+        store_id, rows, *rest = reads.execute()
+        self._check_store(store_id)
+        per_space = rest[:2 * len(VECTOR_SPACES)]
+        owned = rest[-1] if source_id is not None else set()
+        rows = rows if fields else []
+        members = []
+        for sid, data in zip(ids, rows):
+            if data is not None:
+                src, start_ns, end_ns = json.loads(data)[:3]
+                members.append((self._key("segments_by_time", src), _time_member(start_ns, sid, end_ns), src))
+        changes, removals = [], []
+        for i, space in enumerate(VECTOR_SPACES):
+            (dim, revision), blobs = per_space[2 * i], per_space[2 * i + 1]
+            removed = [sid for sid, blob in zip(ids, blobs if fields else []) if blob is not None]
+            if not removed:
+                continue
+            revision = int(revision) + 1
+            changes.append(VectorChange(space=space, revision=revision, written_ids=np.zeros(0, np.int64),
+                                        written_vectors=np.zeros((0, int(dim)), np.float32),
+                                        replaced_ids=np.zeros(0, np.int64), removed_ids=np.asarray(removed, np.int64)))
+            removals.append((space, int(dim), revision, removed))
+
+        def queue(pipe) -> None:
+            if fields:
+                pipe.hdel(self._key("segments"), *fields)
+                pipe.hdel(self._key("highlights"), *fields)
+            for key, member, src in members:
+                pipe.zrem(key, member)
+                pipe.srem(self._key("highlights_of", src), member[16:32])  # highlights are keyed by segment id
+            for space, dim, revision, removed in removals:
+                pipe.hdel(self._key("vectors", space), *map(_hex64, removed))
+                pipe.zrem(self._key("vector_ids", space), *map(_hex64, removed))
+                pipe.hset(self._key("space", space), mapping={"dim": dim, "revision": revision})
+            if source_id is not None:
+                if owned:
+                    pipe.hdel(self._key("highlights"), *owned)
+                for key in ("highlights_of", "cuts", "summary", "segments_by_time"):
+                    pipe.delete(self._key(key, source_id))
+                pipe.hdel(self._key("sources"), source_id)
+
+        return changes, queue
+
     def get_segments(self, segment_ids: Iterable[int]) -> dict[int, StoredSegment]:
         """The stored segments among ``segment_ids``, by id; unknown ids are left out."""
         ids = list(dict.fromkeys(int(i) for i in segment_ids))

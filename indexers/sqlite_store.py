@@ -283,6 +283,33 @@ class SqliteStore:
             removed_ids=_ids(removed),
         )
 
+    def delete_segments(self, segment_ids: Iterable[int]) -> list[VectorChange]:
+        """Remove segments, their vectors and highlight scores, in one transaction."""
+        ids = list(dict.fromkeys(int(i) for i in segment_ids))
+        if not ids:
+            return []
+        with self._transaction():
+            return self._delete(ids)
+
+    def _delete(self, ids: list[int]) -> list[VectorChange]:
+        dims = dict(self._db.execute("SELECT space, dim FROM vector_spaces"))
+        present = {sid: {} for sid in ids}  # a record with no vectors: every space loses what it had
+        changes = [c for space in VECTOR_SPACES if space in dims
+                   for c in [self._upsert_space(space, ids, present, dims)] if c is not None]
+        for chunk in _chunks(ids):
+            self._db.execute(f"DELETE FROM segments WHERE segment_id IN ({_marks(len(chunk))})", chunk)
+            self._db.execute(f"DELETE FROM highlight_scores WHERE segment_id IN ({_marks(len(chunk))})", chunk)
+        return changes
+
+    def delete_source(self, source_id: str) -> list[VectorChange]:
+        """Remove a source and all it holds (segments, vectors, cuts, scores, summary), in one transaction."""
+        with self._transaction():
+            ids = [sid for (sid,) in self._db.execute("SELECT segment_id FROM segments WHERE source_id=?", (source_id,))]
+            changes = self._delete(ids)
+            for table in ("cuts", "highlight_scores", "summaries", "sources"):
+                self._db.execute(f"DELETE FROM {table} WHERE source_id=?", (source_id,))
+        return changes
+
     def get_segments(self, segment_ids: Iterable[int]) -> dict[int, StoredSegment]:
         """The stored segments among ``segment_ids``, by id; unknown ids are left out."""
         ids = [int(i) for i in segment_ids]

@@ -115,6 +115,8 @@ class MetadataStore(Protocol):
     def find_source(self, key: str) -> SourceInfo | None: ...
     def list_sources(self) -> list[SourceInfo]: ...
     def upsert_segments(self, records: Sequence[FusedRecord]) -> list[VectorChange]: ...
+    def delete_segments(self, segment_ids: Iterable[int]) -> list[VectorChange]: ...
+    def delete_source(self, source_id: str) -> list[VectorChange]: ...
     def get_segments(self, segment_ids: Iterable[int]) -> dict[int, StoredSegment]: ...
     def segments_of_source(self, source_id: str, *, start_ns: int | None = None,
                            end_ns: int | None = None) -> list[StoredSegment]: ...
@@ -155,15 +157,15 @@ def record_vectors(record: FusedRecord) -> dict[str, np.ndarray]:
 
 
 def pick_source(key: str, matches: Sequence[SourceInfo]) -> SourceInfo | None:
-    """Resolve ``key`` among sources whose id, uri or name equals it: id wins, then uri, then a
-    name, which must be unambiguous."""
+    """Resolve ``key`` among sources whose id, uri or name equals it: id wins, then uri (the
+    newest done version of a path), then a name, which must be unambiguous."""
     absolute = os.path.abspath(key)
     for match in matches:
         if match.source_id == key:
             return match
-    for match in matches:
-        if match.uri in (key, absolute):
-            return match
+    at_path = [m for m in matches if m.uri in (key, absolute)]
+    if at_path:  # several versions of an edited file: the last complete one
+        return max(at_path, key=lambda m: (m.status == "done", m.ingested_at_ns))
     named = [m for m in matches if m.name == key]
     if len(named) > 1:
         ids = ", ".join(m.source_id for m in named)

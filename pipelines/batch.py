@@ -190,6 +190,7 @@ class _Source:
     shots: ShotDetector = field(default_factory=ShotDetector)
     shot_results: list[ShotResult] = field(default_factory=list)
     analysis: tuple | None = None  # (cuts, highlight scores) while its summary is being written
+    written: set[int] = field(default_factory=set)  # ids of the segments this run indexed
 
 
 class Ingestor:
@@ -305,6 +306,8 @@ class Ingestor:
             if not force and known is not None and known.status == "done":
                 outcome.skipped = True
             else:
+                if known is None and ref.given_name is None:  # its row before its first segment: a run cut short leaves none orphaned
+                    self.index.add_source(SourceInfo(ref.source_id, ref.uri, ref.name, has_video=False, has_audio=False))
                 queue.append(outcome)
         run = self._run(on_progress)
         run.go(queue)
@@ -511,6 +514,7 @@ class _Run:
                 continue
             seg.source.unfinished -= 1
             seg.source.outcome.segments_indexed += 1
+            seg.source.written.add(sid)
             self.segments_done += 1
             self.media_ns_done += seg.span.duration_ns
         if self.on_progress:
@@ -526,7 +530,21 @@ class _Run:
             if outcome.report is None or not outcome.segments_indexed:
                 self._retire(src)
                 continue
+            if outcome.error is None and outcome.ref.given_name is None:  # a file, whole: it replaces what it was
+                self._replace_earlier(src)
             self._analyse(src)
+
+    def _replace_earlier(self, src: _Source) -> None:
+        """A file ingested again replaces its earlier versions, once it is all indexed: segments of
+        its source this run did not write (another ``--window``), and sources ingested earlier from
+        the same path (the file was edited: another fingerprint). A run that fails keeps them."""
+        index, ref = self.ing.index, src.outcome.ref
+        index.delete_segments([s.segment_id for s in index.store.segments_of_source(ref.source_id)
+                               if s.segment_id not in src.written])
+        for other in index.store.list_sources():
+            if other.uri == ref.uri and other.source_id != ref.source_id:
+                log.info("%s: replacing the earlier version (source %s)", ref.uri, other.source_id)
+                index.delete_source(other.source_id)
 
     def _analyse(self, src: _Source) -> None:
         """Shots, highlight scores and the summary of a source whose segments are all indexed.

@@ -215,3 +215,37 @@ def test_search_highlights_and_summary_read_a_read_only_data_folder_and_write_no
     # The same commands on the writable folder write nothing either: a reader never saves.
     assert main(["search", "a dog", "--data", str(copy), "--json"]) == 0
     assert not (copy / "index").exists() and not (copy / "words.sqlite3").exists()
+
+
+def test_ingesting_a_path_again_replaces_what_it_held(tmp_path, capsys):
+    # Issue 10: `--force` with another --window left the old segments beside the new ones, and an
+    # edited file became a second source that find_source(path) might or might not return.
+    clip, data = tmp_path / "clip.mp4", tmp_path / "data"
+    build_video(clip, (Scene("cat", 4.0), Scene("coffee", 4.0)), (), width=320, height=240)
+
+    def spans() -> list[tuple[float, float]]:
+        with sqlite3.connect(data / "vidscope.sqlite3") as db:
+            return [(a / 1e9, b / 1e9) for a, b in db.execute("select start_ns, end_ns from segments order by start_ns")]
+
+    def sources() -> list[tuple[str, str]]:
+        with sqlite3.connect(data / "vidscope.sqlite3") as db:
+            return db.execute("select source_id, status from sources").fetchall()
+
+    assert main(["ingest", str(clip), "--data", str(data), "--json"]) == 0
+    assert spans() == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    first = sources()
+    assert main(["ingest", str(clip), "--data", str(data), "--json", "--force", "--window", "4"]) == 0
+    assert spans() == [(0, 4), (4, 8)] and sources() == first  # the 2-s windows are gone, one source
+    cat_at = search(data, "a cat", capsys, top_k=1)[0]
+    assert (cat_at["start"], cat_at["end"]) == (0, 4)
+
+    build_video(clip, (Scene("rocket", 6.0),), (), width=320, height=240)  # the file is edited: a new fingerprint
+    assert main(["ingest", str(clip), "--data", str(data), "--json"]) == 0
+    (now,) = sources()
+    assert now[0] != first[0][0] and now[1] == "done"
+    assert spans() == [(0, 2), (2, 4), (4, 6)]  # only the new version's segments
+    hits = search(data, "a rocket", capsys, top_k=5)
+    assert hits[0]["start"] == 0 and all(h["source"] == "clip.mp4" for h in hits)
+    capsys.readouterr()
+    assert main(["summary", str(clip), "--data", str(data), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["source_id"] == now[0]

@@ -159,6 +159,46 @@ def test_a_record_replaces_everything_stored_for_its_segment(store):
     assert store.get_segments([twice[0].segment_id])[twice[0].segment_id].description == "second"
 
 
+def test_deleting_segments_and_a_source_takes_all_they_hold_and_nothing_else(store):
+    rng = np.random.default_rng(11)
+    a = [record("a", t, visual=random_unit(rng), audio=random_unit(rng)) for t in (0, 2, 4)]
+    b = [record("b", t, visual=random_unit(rng)) for t in (0, 2)]
+    store.upsert_segments(a + b)
+    store.upsert_source(SourceInfo("a", "/v/a.mp4", "a.mp4", has_video=True, has_audio=True, status="done"))
+    store.upsert_source(SourceInfo("b", "/v/b.mp4", "b.mp4", has_video=True, has_audio=False, status="done"))
+    store.put_analysis("a", cuts=[(2 * S, 0.9)], scores=[score("a", 0, 0.7), score("a", 2, 0.1)], summary=summary_json("A."))
+    store.put_analysis("b", cuts=[], scores=[score("b", 0, 0.4)], summary=summary_json("B."))
+
+    gone = a[1].segment_id  # one segment: its vectors and its highlight score go, the rest stays
+    assert summarize(store.delete_segments([gone, 12345])) == {"visual": (2, [], [], [gone]), "audio": (2, [], [], [gone])}
+    assert gone not in store.get_segments([gone]) and store.count_segments() == 4
+    assert [s.segment_id for s in store.segments_of_source("a")] == [a[0].segment_id, a[2].segment_id]
+    assert store.get_vectors("visual", [gone])[0].size == 0
+    assert [h.segment_id for h in store.highlight_scores("a")] == [a[0].segment_id]
+    assert store.delete_segments([]) == [] and store.delete_segments([gone]) == []  # nothing left to delete
+
+    changes = summarize(store.delete_source("a"))  # everything of a: row, segments, vectors, analysis
+    assert changes == {"visual": (3, [], [], sorted([a[0].segment_id, a[2].segment_id])),
+                       "audio": (3, [], [], sorted([a[0].segment_id, a[2].segment_id]))}
+    assert store.get_source("a") is None and store.segments_of_source("a") == []
+    assert store.get_cuts("a") == [] and store.highlight_scores("a") == [] and store.get_summary("a") is None
+    assert store.vector_space("audio").count == 0
+    # b is untouched.
+    assert [s.segment_id for s in store.segments_of_source("b")] == [r.segment_id for r in b]
+    assert store.vector_space("visual").count == 2 and store.get_summary("b") == summary_json("B.")
+    assert [h.segment_id for h in store.highlight_scores("b")] == [b[0].segment_id]
+
+
+def test_a_path_with_several_versions_finds_the_newest_complete_one(store):
+    store.upsert_source(SourceInfo("old", "/v/clip.mp4", "clip.mp4", has_video=True, has_audio=True, status="done",
+                                   ingested_at_ns=1))
+    store.upsert_source(SourceInfo("new", "/v/clip.mp4", "clip.mp4", has_video=True, has_audio=True, status="done",
+                                   ingested_at_ns=3))
+    store.upsert_source(SourceInfo("cut-short", "/v/clip.mp4", "clip.mp4", has_video=False, has_audio=False,
+                                   ingested_at_ns=5))  # still "ingesting": a run that was cut short
+    assert store.find_source("/v/clip.mp4").source_id == "new"
+
+
 def test_every_class_score_is_kept_compactly_and_comes_back_within_quantisation(store):
     rng = np.random.default_rng(7)
     audio = rng.dirichlet(np.full(521, 0.05)).astype(np.float32)  # a few classes carry it, most near 0
