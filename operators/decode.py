@@ -99,6 +99,9 @@ class DecodeStats:
     errors: list[str] = field(default_factory=list)
     gave_up: str | None = None
     """Why decoding stopped before the end (the file is damaged past repair there), or None."""
+    discontinuities: int = 0
+    """Times a stream's timestamps stepped back or leapt ahead (a spliced TS, a sender restarted
+    within the connection) and were joined on to what came before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +253,15 @@ class Decoder:
         picker = _FramePicker(self.config, self.origin_ns) if video is not None else None
         resampler = _Resampler(self.config.sample_rate, self.origin_ns) if audio is not None else None
 
+        joins: dict[int, _Join] = {}
         for packet in self._demux(streams):
+            join = joins.get(packet.stream.index)
+            if join is None:
+                join = joins[packet.stream.index] = _Join(packet.stream.time_base)
+            if join.fix(packet):
+                self.stats.discontinuities += 1
+                log.warning("%s: %s timestamps jumped %+.1f s; joined on to what came before", self.path,
+                            packet.stream.type, join.last_jump_ns / NS_PER_SECOND)
             if packet.stream is video:
                 if self.on_keyframe is not None and packet.is_keyframe and packet.pts is not None and packet.pos is not None \
                         and packet.pos >= 0:
@@ -297,6 +308,45 @@ class Decoder:
             if len(self.stats.errors) < 20:
                 self.stats.errors.append(f"damaged packet at pts {packet.pts}: {exc}")
             return ()
+
+
+STEP_BACK_NS = NS_PER_SECOND
+LEAP_AHEAD_NS = 60 * NS_PER_SECOND
+"""A stream's timestamps that go back more than a second, or forward more than a minute, from one
+packet to the next are a discontinuity, not time: what follows is shifted to continue from there."""
+
+
+class _Join:
+    """One stream's shift across its timestamp discontinuities (packets are decoded shifted)."""
+
+    def __init__(self, time_base) -> None:
+        self.time_base = time_base
+        self.shift = 0  # in the stream's time base
+        self.last: int | None = None  # the last packet's shifted dts (or pts)
+        self.step = 1  # a typical packet duration, in the time base
+        self.last_jump_ns = 0
+
+    def fix(self, packet: av.Packet) -> bool:
+        """Shift ``packet``; True when it starts a discontinuity."""
+        t = packet.dts if packet.dts is not None else packet.pts
+        if t is None:
+            return False
+        jumped = False
+        if self.last is not None:
+            gap_ns = _pts_to_ns(t + self.shift - self.last, self.time_base)
+            if gap_ns < -STEP_BACK_NS or gap_ns > LEAP_AHEAD_NS:
+                self.last_jump_ns = gap_ns
+                self.shift += self.last + self.step - (t + self.shift)
+                jumped = True
+            elif gap_ns > 0:
+                self.step = t + self.shift - self.last
+        if self.shift:
+            if packet.pts is not None:
+                packet.pts += self.shift
+            if packet.dts is not None:
+                packet.dts += self.shift
+        self.last = t + self.shift if self.last is None else max(self.last, t + self.shift)
+        return jumped
 
 
 class _FramePicker:
@@ -380,7 +430,12 @@ class _Resampler:
         if frame.pts is not None and self._next_sample is None:
             t_ns = _pts_to_ns(frame.pts, frame.time_base) - self.origin_ns
             self._next_sample = round(t_ns * self.rate / NS_PER_SECOND)
-        return self._emit(self._resampler.resample(frame))
+        try:
+            return self._emit(self._resampler.resample(frame))
+        except ValueError:  # the audio's format changed mid-stream (a spliced TS): a resampler for the new one
+            drained = self._resampler.resample(None)
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+            return self._emit([*drained, *self._resampler.resample(frame)])
 
     def flush(self) -> AudioChunk | None:
         return self._emit(self._resampler.resample(None))

@@ -197,6 +197,8 @@ class LiveReader:
         """Stream time between one connection's last item and the next one's first, summed: what
         the stream lost to outages (times follow the wall clock, so an outage is a hole, not squeezed out)."""
         self.damaged_packets = 0
+        self._past_jumps = 0
+        self._decoder: Decoder | None = None
         self._ended_playlist: bytes | None = None
 
     def __iter__(self) -> Iterator[Connected | Item]:
@@ -217,6 +219,7 @@ class LiveReader:
                     return
                 continue
             offset_ns = None
+            self._decoder = decoder
             with decoder:
                 try:
                     for item in decoder:
@@ -242,11 +245,20 @@ class LiveReader:
                     reason = f"{type(exc).__name__}: {exc}"
                 finally:
                     self.damaged_packets += decoder.stats.damaged_packets
+                    self._past_jumps += decoder.stats.discontinuities
+                    self._decoder = None
             if offset_ns is not None:
                 yield Disconnected(reason)
             attempt += 1
             if not self._wait(attempt, reason):
                 return
+
+    @property
+    def timestamp_jumps(self) -> int:
+        """Discontinuities inside connections (a sender restarted within the read timeout, a TS
+        splice), joined on by the decoder so the stream goes on: for the status."""
+        current = self._decoder
+        return self._past_jumps + (current.stats.discontinuities if current is not None else 0)
 
     def _open(self) -> Decoder:
         options = self.config.probe_options()

@@ -61,6 +61,7 @@ class StreamStatus:
     segments_dropped: int = 0
     reconnects: int = 0
     outage_seconds: float = 0.0  # stream time lost between connections, all reconnects together
+    timestamp_jumps: int = 0  # discontinuities inside a connection, joined on (operators.decode._Join)
     connection_start_seconds: float = 0.0  # stream time of the current connection's first item
     queue: int = 0
     updated_at: float = field(default_factory=time.time)
@@ -97,6 +98,7 @@ class LiveSourceActor:
         if self._reader is not None:
             status.reconnects = self._reader.reconnects
             status.outage_seconds = self._reader.outage_ns / 1e9
+            status.timestamp_jumps = self._reader.timestamp_jumps
         status.updated_at = time.time()
         return asdict(status)
 

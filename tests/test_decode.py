@@ -187,3 +187,36 @@ def test_a_file_the_demuxer_gives_up_on_says_so(synth_case, monkeypatch):
                                                               "streams": decoder._container.streams})())
     assert list(decoder._demux([])) == []
     assert decoder.stats.gave_up.startswith("gave up after 1001 demux errors")
+
+
+@pytest.mark.parametrize("second_at_s", [0, 3600])  # the clock steps back 6 s, or leaps an hour ahead
+def test_a_spliced_ts_goes_on_across_its_timestamp_step_and_audio_format_change(tmp_path, second_at_s):
+    # Issue 10: two TS files cat'ed together (a sender restarted within the read timeout): the
+    # clock steps back 6 s (or leaps an hour: a gap that was filled with an hour of empty windows)
+    # and the audio goes from 44.1 kHz stereo to 22.05 kHz mono. It used to raise ValueError at the
+    # format change, and the pictures after a step back were never sampled.
+    import subprocess
+
+    from pipelines.synth import Scene, Sound, build_video
+
+    parts = []
+    for name, scene, rate, channels, at in (("a", "cat", 44100, 2, 0), ("b", "coffee", 22050, 1, second_at_s)):
+        build_video(tmp_path / f"{name}.mp4", (Scene(scene, 6.0),), (Sound("crowd", 1.0, 3.0),), width=320, height=240)
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / f"{name}.mp4"), "-c:v", "copy", "-c:a", "aac",
+                        "-ar", str(rate), "-ac", str(channels), "-output_ts_offset", str(at), "-f", "mpegts",
+                        str(tmp_path / f"{name}.ts")], check=True)
+        parts.append((tmp_path / f"{name}.ts").read_bytes())
+    spliced = tmp_path / "spliced.ts"
+    spliced.write_bytes(b"".join(parts))
+    segments, stats = decode_segments(spliced)
+    check_contiguous(segments)
+    assert stats.discontinuities == 2  # one per stream, joined on
+    assert [s.span.start_ns // NS_PER_SECOND for s in segments][:6] == [0, 2, 4, 6, 8, 10]
+    assert sum(len(s.frames) for s in segments) == 12  # a frame a second through both halves
+    assert all(s.audio is not None for s in segments[:6])  # sound on both sides of the format change
+    # After the step comes the second file's picture, where it belongs: 6 s on.
+    second, _ = decode_segments(tmp_path / "b.ts")
+    joined = next(s for s in segments if s.span.start_ns == 6 * NS_PER_SECOND).frames[0].astype(float)
+    alone = second[0].frames[0].astype(float)
+    first = segments[0].frames[0].astype(float)
+    assert np.abs(joined - alone).mean() < 3 < np.abs(joined - first).mean()
