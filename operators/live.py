@@ -181,9 +181,11 @@ class LiveReader:
 
     def __init__(self, url: str, decode: DecodeConfig = DecodeConfig(), config: LiveConfig = LiveConfig(), *,
                  stop: threading.Event | None = None, anchor_wall_ns: int | None = None,
-                 clock: Callable[[], int] = time.time_ns, seed: int | None = None) -> None:
+                 clock: Callable[[], int] = time.time_ns, seed: int | None = None, resume_after_ns: int = 0) -> None:
         """``anchor_wall_ns``: the wall-clock time of stream time 0, when resuming a stream read
-        before (a restarted worker continues its clock: no segment id is reused)."""
+        before (a restarted worker continues its clock). ``resume_after_ns``: where what is already
+        stored of the stream ends: nothing is placed before it, even when the wall clock stepped
+        back while vidscope was down, so no segment id is reused and no history overwritten."""
         self.url = udp_options(url)
         self.decode = decode
         self.config = config
@@ -191,7 +193,7 @@ class LiveReader:
         self.clock = clock
         self.rng = random.Random(seed)
         self.anchor_wall_ns = anchor_wall_ns
-        self.last_ns = -1
+        self.last_ns = resume_after_ns - 1
         self.reconnects = 0
         self.outage_ns = 0
         """Stream time between one connection's last item and the next one's first, summed: what

@@ -76,15 +76,17 @@ def live_source_id(name: str) -> str:
 class LiveSourceActor:
     """Reads one stream (threads: the reader, the generator, status and stop calls)."""
 
-    def __init__(self, live: LiveConfig, max_queue: int, anchor_wall_ns: int | None, source_id: str) -> None:
+    def __init__(self, live: LiveConfig, max_queue: int, anchor_wall_ns: int | None, source_id: str,
+                 resume_after_ns: int = 0) -> None:
         self.live = live
         self.anchor_wall_ns = anchor_wall_ns
+        self.resume_after_ns = resume_after_ns  # where the stored history of the stream ends
         self.stop_event = threading.Event()
         self.status = StreamStatus(name=source_id, url="")
         self.queue = SegmentQueue(max_queue)
         self._error: str | None = None
         self._reader: LiveReader | None = None
-        self._last_end_ns = 0
+        self._last_end_ns = resume_after_ns
 
     def pid(self) -> int:
         return os.getpid()
@@ -105,7 +107,8 @@ class LiveSourceActor:
     @ray.method(num_returns="streaming", _generator_backpressure_num_objects=4)
     def segments(self, url: str, source_id: str, decode: DecodeConfig, window_ns: int) -> Iterator[Segment | SourceReport]:
         self.status.url = url
-        reader = self._reader = LiveReader(url, decode, self.live, stop=self.stop_event, anchor_wall_ns=self.anchor_wall_ns)
+        reader = self._reader = LiveReader(url, decode, self.live, stop=self.stop_event, anchor_wall_ns=self.anchor_wall_ns,
+                                           resume_after_ns=self.resume_after_ns)
         thread = threading.Thread(target=self._read, args=(reader, source_id, window_ns), name=f"live-{source_id}", daemon=True)
         thread.start()
         count, last_end_ns, has_video, has_audio = 0, 0, False, False
@@ -219,8 +222,9 @@ class LiveIngestor(Ingestor):
 
     def _new_source_actor(self, cpus: float):
         source_id = self._unassigned.pop(0) if self._unassigned else next(iter(self.anchors))
+        stored_end = max((s.end_ns for s in self.index.store.segments_of_source(source_id)), default=0)
         return LiveSourceActor.options(num_cpus=cpus).remote(self.options.live, self.options.max_queue,
-                                                             self.anchors[source_id], source_id)
+                                                             self.anchors[source_id], source_id, stored_end)
 
     def _run(self, on_progress) -> _Run:
         return _LiveRun(self, on_progress)

@@ -88,6 +88,10 @@ def test_reconnects_are_placed_at_their_arrival_and_never_go_back():
     assert reader._offset(first_ns=0) == 30 * S + 1
     resumed = LiveReader("udp://127.0.0.1:9", anchor_wall_ns=900 * S, clock=lambda: 1_000 * S)
     assert resumed._offset(first_ns=0) == 100 * S  # a restarted worker continues the stream's clock
+    # Issue 10: restarted after the wall clock stepped back (to 950 s: 50 s after the anchor) with
+    # 120 s of the stream stored, it used to start at 50 s, reusing the ids of stored segments.
+    stepped = LiveReader("udp://127.0.0.1:9", anchor_wall_ns=900 * S, clock=lambda: 950 * S, resume_after_ns=120 * S)
+    assert stepped._offset(first_ns=0) == 120 * S
 
 
 # -- a real stream ---------------------------------------------------------------------------------
