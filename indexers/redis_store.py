@@ -37,7 +37,6 @@ writes then refuse (the store id is gone) rather than rebuild a partial store si
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -51,10 +50,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, packed_scores,
+from indexers.redis_rows import (highlight_of, hex64, int64, segment_json, segment_of, source_json, source_of, time_member,
+                                 unpack)
+from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState,
                             pick_source, record_vectors)
 from operators.highlights import HighlightScore
-from operators.records import FusedRecord, Scored, Span
+from operators.records import FusedRecord
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +65,11 @@ _MAX_CONFLICTS = 100  # re-plans after a concurrent write before giving up
 _BATCH_MARK_S = 600
 _CONNECT_TIMEOUT_S = 2.0
 _SOCKET_TIMEOUT_S = 60.0  # one EXEC of a large batch must fit
-_OFFSET = 2**63
 _T = TypeVar("_T")
 
 
 class RedisUnavailableError(ConnectionError):
     """Redis could not be reached at the configured URL (at start, or for longer than the retries)."""
-
-
-def _hex64(value: int) -> str:
-    """A signed 64-bit integer as 16 hex digits whose lex order is numeric order."""
-    shifted = int(value) + _OFFSET
-    if not 0 <= shifted < 2**64:
-        raise ValueError(f"{value} does not fit in a signed 64-bit integer")
-    return f"{shifted:016x}"
-
-
-def _int64(text: bytes | str) -> int:
-    return int(text, 16) - _OFFSET
-
-
-def _time_member(start_ns: int, segment_id: int, end_ns: int) -> str:
-    return _hex64(start_ns) + _hex64(segment_id) + _hex64(end_ns)
 
 
 def _shown(url: str) -> str:
@@ -100,41 +84,6 @@ def _shown(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-def _scored(items: Iterable) -> Scored:
-    return tuple((label, float(score)) for label, score in items)
-
-
-def _source_json(s: SourceInfo) -> str:
-    return json.dumps([s.source_id, s.uri, s.name, s.duration_ns, s.has_video, s.has_audio, s.ingested_at_ns,
-                       s.status, s.error])
-
-
-def _source(data: bytes) -> SourceInfo:
-    source_id, uri, name, duration_ns, has_video, has_audio, ingested_at_ns, status, error = json.loads(data)
-    return SourceInfo(source_id=source_id, uri=uri, name=name, duration_ns=duration_ns, has_video=has_video,
-                      has_audio=has_audio, ingested_at_ns=ingested_at_ns, status=status, error=error)
-
-
-def _segment_json(r: FusedRecord) -> str:
-    return json.dumps([r.source_id, int(r.span.start_ns), int(r.span.end_ns), r.description,
-                       [[label, float(score)] for label, score in r.labels],
-                       [[label, float(score)] for label, score in r.events], r.transcript,
-                       None if r.loudness_db is None else float(r.loudness_db),
-                       {name: base64.b64encode(blob).decode() for name, blob in packed_scores(r).items()}])
-
-
-def _segment(segment_id: int, data: bytes) -> StoredSegment:
-    source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db, *rest = json.loads(data)
-    packed = {name: base64.b64decode(text) for name, text in (rest[0] if rest else {}).items()}  # rows before class scores have none
-    return StoredSegment(segment_id, source_id, start_ns, end_ns, description, _scored(labels), _scored(events),
-                         transcript, loudness_db, packed)
-
-
-def _highlight(segment_id: int, data: bytes) -> HighlightScore:
-    source_id, start_ns, end_ns, score, labels, reason = json.loads(data)
-    return HighlightScore(segment_id, source_id, Span(start_ns, end_ns), score, tuple(labels), reason)
-
-
 def _check_dims(vectors: dict[int, dict[str, np.ndarray]], dims: dict[str, int]) -> None:
     # Same rule and words as SqliteStore._check_dims.
     for sid, per_space in vectors.items():
@@ -145,13 +94,6 @@ def _check_dims(vectors: dict[int, dict[str, np.ndarray]], dims: dict[str, int])
                     f"segment {sid}: {space} vectors here are {expected}-d but this one is {vec.shape[0]}-d; "
                     "was it made by another model profile? Use a new data folder for it."
                 )
-
-
-def _unpack(ids: list[int], blobs: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    if not ids:
-        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-    matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), -1)
-    return np.asarray(ids, dtype=np.int64), matrix.astype(np.float32, copy=False)
 
 
 class RedisStore:
@@ -273,13 +215,13 @@ class RedisStore:
     def upsert_source(self, source: SourceInfo) -> None:
         def plan():
             self._check_store(self._redis.hget(self._key("meta"), "store_id"))
-            return None, lambda pipe: pipe.hset(self._key("sources"), source.source_id, _source_json(source))
+            return None, lambda pipe: pipe.hset(self._key("sources"), source.source_id, source_json(source))
 
         self._write("upsert a source", [self._key("sources")], plan)
 
     def get_source(self, source_id: str) -> SourceInfo | None:
         data = self._read("read a source", lambda: self._redis.hget(self._key("sources"), source_id))
-        return None if data is None else _source(data)
+        return None if data is None else source_of(data)
 
     def find_source(self, key: str) -> SourceInfo | None:
         """The source whose id, path/URL or name is ``key`` (see ``pick_source``)."""
@@ -290,7 +232,7 @@ class RedisStore:
     def list_sources(self) -> list[SourceInfo]:
         """Every source, oldest ingest first."""
         rows = self._read("list sources", lambda: self._redis.hvals(self._key("sources")))
-        return sorted((_source(r) for r in rows), key=lambda s: (s.ingested_at_ns, s.source_id))
+        return sorted((source_of(r) for r in rows), key=lambda s: (s.ingested_at_ns, s.source_id))
 
     # -- segments and vectors -------------------------------------------------------------------
 
@@ -305,14 +247,14 @@ class RedisStore:
             return []
         vectors = {sid: record_vectors(r) for sid, r in by_id.items()}
         for r in by_id.values():  # refuse what the keys cannot encode before anything is read
-            _time_member(r.span.start_ns, r.segment_id, r.span.end_ns)
+            time_member(r.span.start_ns, r.segment_id, r.span.end_ns)
         watch = [self._key("segments"), *(self._key(k, s) for s in VECTOR_SPACES for k in ("space", "vectors"))]
         mark = self._key("batch", uuid.uuid4().hex)
         return self._write("upsert segments", watch, lambda: self._plan_upsert(by_id, vectors), mark=mark)
 
     def _plan_upsert(self, by_id: dict[int, FusedRecord], vectors: dict[int, dict[str, np.ndarray]]):
         ids = list(by_id)
-        fields = [_hex64(sid) for sid in ids]
+        fields = [hex64(sid) for sid in ids]
         # The keys are WATCHed already, so these reads may go on another connection, in one round trip.
         reads = self._redis.pipeline(transaction=False)
         reads.hget(self._key("meta"), "store_id")
@@ -333,7 +275,7 @@ class RedisStore:
                 source_id, start_ns, end_ns = json.loads(data)[:3]
                 r = by_id[sid]
                 if (source_id, start_ns, end_ns) != (r.source_id, r.span.start_ns, r.span.end_ns):
-                    unindex.append((self._key("segments_by_time", source_id), _time_member(start_ns, sid, end_ns)))
+                    unindex.append((self._key("segments_by_time", source_id), time_member(start_ns, sid, end_ns)))
 
         changes, space_writes = [], []
         for space in VECTOR_SPACES:
@@ -358,23 +300,23 @@ class RedisStore:
                                  removed))
 
         def queue(pipe) -> None:
-            pipe.hset(self._key("segments"), mapping={_hex64(sid): _segment_json(r) for sid, r in by_id.items()})
+            pipe.hset(self._key("segments"), mapping={hex64(sid): segment_json(r) for sid, r in by_id.items()})
             for key, member in unindex:
                 pipe.zrem(key, member)
             by_source: dict[str, dict[str, int]] = {}
             for sid, r in by_id.items():
-                by_source.setdefault(r.source_id, {})[_time_member(r.span.start_ns, sid, r.span.end_ns)] = 0
+                by_source.setdefault(r.source_id, {})[time_member(r.span.start_ns, sid, r.span.end_ns)] = 0
             for source_id, members in by_source.items():
                 pipe.zadd(self._key("segments_by_time", source_id), members)
             for space, dim, revision, written, added, removed in space_writes:
                 if written:
                     pipe.hset(self._key("vectors", space),
-                              mapping={_hex64(sid): v.tobytes() for sid, v in written.items()})
+                              mapping={hex64(sid): v.tobytes() for sid, v in written.items()})
                 if added:
-                    pipe.zadd(self._key("vector_ids", space), {_hex64(sid): 0 for sid in added})
+                    pipe.zadd(self._key("vector_ids", space), {hex64(sid): 0 for sid in added})
                 if removed:
-                    pipe.hdel(self._key("vectors", space), *map(_hex64, removed))
-                    pipe.zrem(self._key("vector_ids", space), *map(_hex64, removed))
+                    pipe.hdel(self._key("vectors", space), *map(hex64, removed))
+                    pipe.zrem(self._key("vector_ids", space), *map(hex64, removed))
                 pipe.hset(self._key("space", space), mapping={"dim": dim, "revision": revision})
 
         return changes, queue
@@ -391,7 +333,7 @@ class RedisStore:
         time_key = self._key("segments_by_time", source_id)
 
         def plan():
-            return self._plan_delete([_int64(m[16:32]) for m in self._redis.zrange(time_key, 0, -1)], source_id)
+            return self._plan_delete([int64(m[16:32]) for m in self._redis.zrange(time_key, 0, -1)], source_id)
 
         return self._write("delete a source", [*self._segment_keys(), time_key, self._key("sources"),
                                                self._key("highlights_of", source_id)], plan)
@@ -401,7 +343,7 @@ class RedisStore:
                 *(self._key(k, s) for s in VECTOR_SPACES for k in ("space", "vectors"))]
 
     def _plan_delete(self, ids: list[int], source_id: str | None):
-        fields = [_hex64(sid) for sid in ids]
+        fields = [hex64(sid) for sid in ids]
         reads = self._redis.pipeline(transaction=False)
         reads.hget(self._key("meta"), "store_id")
         reads.hmget(self._key("segments"), fields) if fields else reads.echo(b"")
@@ -419,7 +361,7 @@ class RedisStore:
         for sid, data in zip(ids, rows):
             if data is not None:
                 src, start_ns, end_ns = json.loads(data)[:3]
-                members.append((self._key("segments_by_time", src), _time_member(start_ns, sid, end_ns), src))
+                members.append((self._key("segments_by_time", src), time_member(start_ns, sid, end_ns), src))
         changes, removals = [], []
         for i, space in enumerate(VECTOR_SPACES):
             (dim, revision), blobs = per_space[2 * i], per_space[2 * i + 1]
@@ -440,8 +382,8 @@ class RedisStore:
                 pipe.zrem(key, member)
                 pipe.srem(self._key("highlights_of", src), member[16:32])  # highlights are keyed by segment id
             for space, dim, revision, removed in removals:
-                pipe.hdel(self._key("vectors", space), *map(_hex64, removed))
-                pipe.zrem(self._key("vector_ids", space), *map(_hex64, removed))
+                pipe.hdel(self._key("vectors", space), *map(hex64, removed))
+                pipe.zrem(self._key("vector_ids", space), *map(hex64, removed))
                 pipe.hset(self._key("space", space), mapping={"dim": dim, "revision": revision})
             if source_id is not None:
                 if owned:
@@ -457,8 +399,8 @@ class RedisStore:
         ids = list(dict.fromkeys(int(i) for i in segment_ids))
         if not ids:
             return {}
-        rows = self._read("read segments", lambda: self._redis.hmget(self._key("segments"), [_hex64(i) for i in ids]))
-        return {sid: _segment(sid, data) for sid, data in zip(ids, rows) if data is not None}
+        rows = self._read("read segments", lambda: self._redis.hmget(self._key("segments"), [hex64(i) for i in ids]))
+        return {sid: segment_of(sid, data) for sid, data in zip(ids, rows) if data is not None}
 
     def segments_of_source(self, source_id: str, *, start_ns: int | None = None,
                            end_ns: int | None = None) -> list[StoredSegment]:
@@ -467,15 +409,15 @@ class RedisStore:
         hi = 2**63 - 1 if end_ns is None else end_ns
         # Members start|id|end sort by start, then id: "(" + hex(hi) stops before any start >= hi,
         # and the end read off the member drops what ends by lo without fetching it.
-        below = "(" + _hex64(hi)
+        below = "(" + hex64(hi)
 
         def read() -> list[tuple[int, bytes | None]]:
             members = self._redis.zrangebylex(self._key("segments_by_time", source_id), "-", below)
-            ids = [_int64(m[16:32]) for m in members if _int64(m[32:48]) > lo]
-            rows = self._redis.hmget(self._key("segments"), [_hex64(i) for i in ids]) if ids else []
+            ids = [int64(m[16:32]) for m in members if int64(m[32:48]) > lo]
+            rows = self._redis.hmget(self._key("segments"), [hex64(i) for i in ids]) if ids else []
             return list(zip(ids, rows))
 
-        found = [_segment(sid, data) for sid, data in self._read("read a source's segments", read) if data is not None]
+        found = [segment_of(sid, data) for sid, data in self._read("read a source's segments", read) if data is not None]
         # A segment rewritten between the two reads is judged by what it is now.
         found = [s for s in found if s.source_id == source_id and s.start_ns < hi and s.end_ns > lo]
         return sorted(found, key=lambda s: (s.start_ns, s.segment_id))
@@ -502,11 +444,11 @@ class RedisStore:
         """``(ids int64 [n], vectors float32 [n, dim])`` for the ids that have a vector in ``space``, by id."""
         ids = sorted({int(i) for i in segment_ids})
         blobs = (self._read("read vectors", lambda: self._redis.hmget(self._key("vectors", space),
-                                                                       [_hex64(i) for i in ids])) if ids else [])
+                                                                       [hex64(i) for i in ids])) if ids else [])
         found = [(sid, blob) for sid, blob in zip(ids, blobs) if blob is not None]
         if not found:
-            return _unpack([], [], self._dim(space))
-        return _unpack([sid for sid, _ in found], [blob for _, blob in found], 0)
+            return unpack([], [], self._dim(space))
+        return unpack([sid for sid, _ in found], [blob for _, blob in found], 0)
 
     def iter_vectors(self, space: str, *, batch_rows: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every vector of ``space`` in id order, ``batch_rows`` at a time. Each page is one id
@@ -521,9 +463,9 @@ class RedisStore:
             members, blobs = self._read("page through vectors", read)
             if not members:
                 return
-            found = [(_int64(m), blob) for m, blob in zip(members, blobs) if blob is not None]
+            found = [(int64(m), blob) for m, blob in zip(members, blobs) if blob is not None]
             if found:
-                yield _unpack([sid for sid, _ in found], [blob for _, blob in found], 0)
+                yield unpack([sid for sid, _ in found], [blob for _, blob in found], 0)
             after = b"(" + members[-1]
 
     # -- what was found in a source: shot boundaries, highlight scores, its summary ---------------
@@ -536,7 +478,7 @@ class RedisStore:
         if len(set(times)) != len(times):  # SQLite's (source_id, t_ns) key refuses these too
             raise ValueError(f"source {source_id!r}: two cuts at the same time in {times}")
         by_id = {h.segment_id: h for h in scores}  # the last score of a segment wins, as INSERT OR REPLACE
-        fields = {sid: _hex64(sid) for sid in by_id}
+        fields = {sid: hex64(sid) for sid in by_id}
         owned_key = self._key("highlights_of", source_id)
 
         def plan():
@@ -587,7 +529,7 @@ class RedisStore:
             fields = list(self._redis.smembers(self._key("highlights_of", source_id)))
             return list(zip(fields, self._redis.hmget(self._key("highlights"), fields))) if fields else []
 
-        found = [_highlight(_int64(field), data) for field, data in self._read("read highlight scores", read)
+        found = [highlight_of(int64(field), data) for field, data in self._read("read highlight scores", read)
                  if data is not None]
         if source_id:
             found = [h for h in found if h.source_id == source_id]

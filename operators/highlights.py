@@ -236,11 +236,12 @@ class HighlightScorer(Operator[Signals, HighlightScore]):
 
     @staticmethod
     def _rises_of_all(scores: np.ndarray, mean: np.ndarray) -> list[tuple[str, float]]:
-        """Every event class's rise above its recent mean, the best few (speech and room left out)."""
+        """The rise above its recent mean (over all 521 classes, so the baseline is exact) of each
+        of the segment's ten strongest event classes: what stands out is what is heard most and
+        new, not a faint class that merely went from nothing to little (speech and room left out)."""
         names, countable = _audio_classes(scores.shape[0])
-        rise = np.where(countable, scores - mean, -np.inf)
-        best = np.argsort(-rise, kind="stable")[:5]
-        return [(names[i], float(rise[i])) for i in best if np.isfinite(rise[i])]
+        strongest = np.argsort(-np.where(countable, scores, -np.inf), kind="stable")[:10]
+        return [(names[i], float(scores[i] - mean[i])) for i in strongest if countable[i]]
 
     def _room_tone_db(self, now_ns: int) -> float | None:
         """The level of the quietest tenth of the source's segments without speech over the

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default=None,
                    help="kafka:// only: the consumer group (default vidscope-<store id>: workers sharing a store share it)")
     p.add_argument("--events", default=None, metavar="kafka://HOST:PORT/TOPIC",
-                   help="also publish each highlight as a JSON event to this Kafka topic (schema: pipelines/kafka_io.py)")
+                   help="also publish each highlight as a JSON event to this Kafka topic (schema: pipelines/kafka_events.py)")
     p.add_argument("--chapter-seconds", type=float, default=120.0,
                    help="summarise every this many seconds of a stream as a chapter event (default 120)")
     p.add_argument("--max-queue", type=int, default=30,

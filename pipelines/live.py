@@ -258,7 +258,7 @@ class _LiveRun(_Run):
         folder.mkdir(parents=True, exist_ok=True)
         publisher = None
         if ingestor.options.events_url:
-            from pipelines.kafka_io import EventPublisher
+            from pipelines.kafka_events import EventPublisher
 
             publisher = EventPublisher(ingestor.options.events_url)
         self.folder, self.publisher = folder, publisher

@@ -1,5 +1,5 @@
 """Live events: each highlight moment as it closes and each chapter's summary, as JSON objects
-(schema: ``pipelines.kafka_io``), to a JSON-lines file, a Kafka topic and Redis pub/sub."""
+(schema: ``pipelines.kafka_events``), to a JSON-lines file, a Kafka topic and Redis pub/sub."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ EVENTS_CHANNEL = "events"
 class HighlightEvents:
     """Highlight moments of a live stream as they close, appended as JSON lines to ``path``
     and to a Kafka topic when configured (one object per moment; the schema is in the module doc
-    of ``pipelines.kafka_io``). A moment closes when a segment below the line follows it, or when
+    of ``pipelines.kafka_events``). A moment closes when a segment below the line follows it, or when
     it reaches ``max_moment_ns``: a stream that stays exciting still sends its event every minute
     (the next segments open the next moment)."""
 
     def __init__(self, name: str, anchor_wall_ns: int, path: Path, *, min_score: float = DEFAULT_MIN_SCORE,
                  publisher=None, store=None, max_moment_ns: int = 60 * 1_000_000_000) -> None:
-        """``publisher``: a ``pipelines.kafka_io.EventPublisher`` that also gets every event;
+        """``publisher``: a ``pipelines.kafka_events.EventPublisher`` that also gets every event;
         ``store``: a ``RedisStore``, which publishes each on the channel ``PREFIX:events``."""
         self.name, self.anchor_wall_ns, self.path, self.min_score = name, anchor_wall_ns, path, min_score
         self.max_moment_ns = max_moment_ns
@@ -71,7 +71,7 @@ def _wall(anchor_wall_ns: int, t_ns: int) -> str:
 
 
 def chapter_event(name: str, anchor_wall_ns: int, summary: dict, start_ns: int, end_ns: int) -> dict:
-    """A live chapter: the summary of ``[start_ns, end_ns)`` of the stream (schema: ``pipelines.kafka_io``)."""
+    """A live chapter: the summary of ``[start_ns, end_ns)`` of the stream (schema: ``pipelines.kafka_events``)."""
     labels = list(dict.fromkeys(label for c in summary["chapters"] for label in c["labels"]))
     return {"type": "chapter", "source": name, "source_id": summary["source_id"], "stream_start": start_ns / 1e9,
             "stream_end": end_ns / 1e9, "wall_start": _wall(anchor_wall_ns, start_ns), "wall_end": _wall(anchor_wall_ns, end_ns),

@@ -5,7 +5,7 @@ import json
 from operators.highlights import HighlightScore
 from operators.records import Span
 from pipelines.cli import main
-from pipelines.kafka_io import EventPublisher, check_event
+from pipelines.kafka_events import EventPublisher, check_event
 from pipelines.live import HighlightEvents
 from pipelines.synth import Scene, build_video
 from test_kafka_io import read_topic, topic_url  # noqa: F401 - a fresh topic per call

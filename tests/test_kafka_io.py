@@ -27,10 +27,8 @@ with warnings.catch_warnings():  # kafka-python 3.0.12 loads its schemas with im
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from pipelines.kafka_io import (
-        Chunk, ChunkReader, EventPublisher, KafkaStreams, KafkaTarget, encode_event, mpegts_chunks, parse_kafka_url,
-        publish, publish_events,
-    )  # fmt: skip
+    from pipelines.kafka_events import EventPublisher, encode_event, publish_events
+    from pipelines.kafka_io import Chunk, ChunkReader, KafkaStreams, KafkaTarget, mpegts_chunks, parse_kafka_url, publish
 
 pytest_plugins = ["kafka_fixture"]
 
