@@ -142,6 +142,13 @@ class RedisStore:
         """A random id made when this prefix was first used: index files from another store never pass for ours."""
         return self._store_id
 
+    def ping(self) -> bool:
+        """Whether Redis answers now (one try, no retries: for a caller waiting out an outage)."""
+        try:
+            return bool(self._redis.ping())
+        except (redis.ConnectionError, redis.TimeoutError):
+            return False
+
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 

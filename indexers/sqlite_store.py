@@ -175,6 +175,10 @@ class SqliteStore:
 
     # -- sources --------------------------------------------------------------------------------
 
+    def ping(self) -> bool:
+        """A file on this machine is always there (``MetadataStore.ping``)."""
+        return True
+
     def upsert_source(self, source: SourceInfo) -> None:
         with self._transaction():
             self._db.execute(

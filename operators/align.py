@@ -9,7 +9,8 @@ audio already covered is dropped, so consecutive windows share no sample and mis
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from dataclasses import replace
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -151,3 +152,35 @@ def _take_pictures(buffered: list, end_ns: int, shape: tuple[int, ...]) -> tuple
         return kept, np.zeros((0, *shape), np.uint8), np.zeros(0, np.int64), shape
     images = np.stack([f.image for f in inside])
     return kept, images, np.array([f.pts_ns for f in inside], np.int64), images.shape[1:]
+
+
+QUIET_AFTER = "quiet_after"
+"""Segment meta set on the last window before a stream went quiet (its connection dropped, a
+Kafka stream idled): nothing follows it soon, so what waits on a look-ahead (the highlight
+scorer, an open highlight moment) should not wait for the stream to come back."""
+
+Item = DecodedFrame | Thumbnail | AudioChunk
+
+
+def windows(items: Iterable[Item], aligner: Aligner | Callable[[Item], Aligner], *, batch: int = 8,
+            video_end_ns: Callable[[], int | None] = lambda: None, quiet_at_end: bool = False) -> Iterator[Segment]:
+    """The decode->align loop every source shares: the windows of ``items`` as they complete, then
+    the rest when they end (``flush``, told where the video ended by ``video_end_ns()``).
+
+    ``aligner`` may be a function of the first item (a stream whose first window depends on its
+    first timestamp); no item, no aligner, no window. ``quiet_at_end`` marks the last window of the
+    final batch ``QUIET_AFTER`` (a connection or an epoch ended: nothing follows soon)."""
+    pending: list[Item] = []
+    for item in items:
+        if not isinstance(aligner, Aligner):
+            aligner = aligner(item)
+        pending.append(item)
+        if len(pending) >= batch:
+            yield from aligner.process(pending)
+            pending = []
+    if not isinstance(aligner, Aligner):
+        return
+    last = aligner.process(pending) + aligner.flush(video_end_ns())
+    if quiet_at_end and last:
+        last[-1] = replace(last[-1], meta={**last[-1].meta, QUIET_AFTER: True})
+    yield from last

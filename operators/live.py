@@ -25,8 +25,8 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 import av
 
@@ -67,19 +67,6 @@ class LiveConfig:
     def probe_options(self) -> dict[str, str]:
         """FFmpeg options that find a stream's streams in ``probe_seconds`` (at most 1 MB)."""
         return {"analyzeduration": str(int(self.probe_seconds * 1e6)), "probesize": "1000000"}
-
-
-QUIET_AFTER = "quiet_after"
-"""Segment meta set on the last window before a stream went quiet (its connection dropped, a
-Kafka stream idled): nothing follows it soon, so what waits on a look-ahead (the highlight
-scorer, an open highlight moment) should not wait for the stream to come back."""
-
-
-def mark_quiet_after(segments: list) -> list:
-    """``segments`` with the last one marked ``QUIET_AFTER``."""
-    if segments:
-        segments[-1] = replace(segments[-1], meta={**segments[-1].meta, QUIET_AFTER: True})
-    return segments
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +280,32 @@ class LiveReader:
         log.log(logging.INFO if quiet and attempt > 1 else logging.WARNING, "%s: %s; reconnect attempt %d in %.1f s",
                 self.url, reason, attempt, delay)
         return not self.stop.wait(delay)
+
+
+def connections(items: Iterable[Connected | Disconnected | Item]) -> Iterator[tuple[Connected, Iterator[Item]]]:
+    """A ``LiveReader``'s flat iteration, one connection at a time: its ``Connected`` marker and an
+    iterator of its items, which ends where the connection did (what the caller leaves unread of
+    it is skipped before the next one)."""
+    it = iter(items)
+    marker = next(it, None)
+    while marker is not None:
+        if not isinstance(marker, Connected):
+            marker = next(it, None)
+            continue
+        ended: list = []
+
+        def body() -> Iterator[Item]:
+            for item in it:
+                if isinstance(item, (Connected, Disconnected)):
+                    ended.append(item)
+                    return
+                yield item
+
+        rest = body()
+        yield marker, rest
+        for _ in rest:
+            pass
+        marker = ended[0] if ended else None
 
 
 def _time_ns(item: Item, sample_rate: int) -> int:

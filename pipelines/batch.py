@@ -1,10 +1,10 @@
-"""Batch ingest: sources -> decode+align -> encoders (in parallel) -> fuse -> index.
+"""Batch ingest: the encoder pools, and files as a source kind of the one driver.
 
-The driver owns the flow: it pulls segments from each source's streaming generator while fewer
-than ``max_segments_in_flight`` are unfinished, sends each segment's ref to every encoder that
-applies (frames to ``visual``; audio to ``audio`` and ``speech``), batches consecutive segments of
-one source per stage, joins the results into ``Observations`` for ``fuse``, and upserts the fused
-records. A source that fails (unreadable, crashed encoder) fails alone; the others go on.
+``Ingestor`` holds one actor pool per stage (or per group of stages sharing a process), sized
+from what the operators declare; ``ingest`` runs the driver (``pipelines.driver``) over
+``FileSources``: a few ``SourceActor``s decoding files one after another, a file that cannot be
+read failing alone. Live streams and Kafka topics are other source kinds on the same pools
+(``pipelines.live``, ``pipelines.kafka_live``).
 """
 
 from __future__ import annotations
@@ -12,40 +12,32 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sqlite3
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Callable, Literal, Mapping
+from typing import Literal, Mapping
 
 import ray
 
 from indexers.index import SegmentIndex
-from indexers.store import SourceInfo, StoredSegment
+from indexers.store import SourceInfo
 from operators.audio_events import AudioEventEncoder
 from operators.base import Device, Operator, Resources
 from operators.clip import ClipEncoder
 from operators.decode import DecodeConfig
-from operators.fuse import Fuse, Observations
-from operators.highlights import HighlightScorer, Signals, merge_highlights
-from operators.records import NS_PER_SECOND, Segment, Span, seconds_to_ns
-from operators.shots import ShotDetector, ShotResult
+from operators.fuse import Fuse
+from operators.records import NS_PER_SECOND, Segment, seconds_to_ns
 from operators.speech import SpeechRecognizer
-from operators.summary import SegmentFacts, Summariser, SummaryInput
+from operators.summary import Summariser
 from operators.visual import VisualEncoder
 from operators.vlm import Captioner
+from pipelines.driver import Driver, Progress, SourceKind, SourceOutcome
 from pipelines.profiles import ClipProfile, Offline, Profile, VlmProfile
-from pipelines.runtime import SourceActor, SourceReport, StagePool, cluster_cpus, pool_size
+from pipelines.runtime import SourceActor, StagePool, cluster_cpus, pool_size
 from pipelines.sources import SourceRef
 
 log = logging.getLogger(__name__)
-
-ENCODERS = ("visual", "audio", "speech", "clip", "caption")
-PICTURE_STAGES = ("visual", "clip")
-SOUND_STAGES = ("audio", "speech")
-DEFAULT_MIN_SCORE = 0.3
-"""Highlight score a moment needs by default (``vidscope highlights --min-score``). On
-bench/quality.py's test split it keeps 23 of 24 sound events, 92% of highlights being one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,15 +138,6 @@ def local_ray_cpus(config: IngestConfig) -> int:
 
 
 @dataclass(slots=True)
-class SourceOutcome:
-    ref: SourceRef
-    error: str | None = None
-    report: SourceReport | None = None
-    segments_indexed: int = 0
-    skipped: bool = False
-
-
-@dataclass(slots=True)
 class IngestResult:
     outcomes: list[SourceOutcome]
     segments: int
@@ -166,49 +149,24 @@ class IngestResult:
         return [o for o in self.outcomes if o.error]
 
 
-Progress = Callable[[int, float], None]
-"""Called with (segments indexed so far, media seconds indexed so far)."""
-
-
-@dataclass(slots=True)
-class _Seg:
-    source: "_Source"
-    ref: ray.ObjectRef
-    span: Span
-    needs: set[str]
-    results: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Source:
-    outcome: SourceOutcome
-    actor: object
-    gen: object
-    decoding: bool = True
-    unfinished: int = 0
-    buffers: dict[str, list[tuple[int, object]]] = field(default_factory=dict)
-    shots: ShotDetector = field(default_factory=ShotDetector)
-    shot_results: list[ShotResult] = field(default_factory=list)
-    analysis: tuple | None = None  # (cuts, highlight scores) while its summary is being written
-    written: set[int] = field(default_factory=set)  # ids of the segments this run indexed
-
-
 class Ingestor:
-    """Holds the actor pools; ``ingest`` may be called many times (the demo, the benchmark)."""
+    """Holds the actor pools; ``ingest`` may be called many times (the demo, the benchmark), and
+    ``run`` drives any source kind over the same pools."""
 
     def __init__(self, index: SegmentIndex, config: IngestConfig = IngestConfig(), *, expected_sources: int = 0) -> None:
         """``expected_sources``: how many files the first ``ingest`` will get, if known; no more
-        source actors than that are started (each is a process of its own)."""
+        file decoders than that are started (each is a process of its own)."""
         self.index = index
         self._expected_sources = expected_sources or config.max_sources_in_flight
         self.config = config
         self.operators = build_operators(config)
         self.pools: dict[str, StagePool] = {}
-        self.source_actors: list = []
+        self.files: FileSources | None = None
         self.setup_seconds: dict[str, float] = {}
 
-    def start(self) -> float:
-        """Create every actor and wait until its model is loaded. Returns the seconds it took."""
+    def start(self, kind: SourceKind | None = None) -> float:
+        """Create every actor, the source kind's readers too (default: file decoders), and wait
+        until each model is loaded. Returns the seconds it took."""
         started = time.perf_counter()
         total = cluster_cpus()
         cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
@@ -233,13 +191,14 @@ class Ingestor:
             pool = StagePool.create(ops, workers=workers)
             for name in group:
                 self.pools[name] = pool
-        sources = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
-        self._source_cpus = source_cpus
-        self.source_actors = [self._new_source_actor(source_cpus) for _ in range(sources)]
+        if kind is None:
+            decoders = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
+            kind = self.files = FileSources(self.config, decoders)
+        readers = kind.start(source_cpus)
         try:
             for pool in self._unique_pools():
                 self.setup_seconds.update(pool.wait_ready(timeout_s=STARTUP_TIMEOUT_S))
-            ray.get([a.pid.remote() for a in self.source_actors], timeout=STARTUP_TIMEOUT_S)
+            ray.get(readers, timeout=STARTUP_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
             raise RuntimeError(f"workers were not ready after {STARTUP_TIMEOUT_S} s: the Ray cluster may lack the "
                                f"CPUs, GPUs or memory they reserve ({ray.available_resources()} available)") from None
@@ -265,16 +224,6 @@ class Ingestor:
     def _gpu_share_total(self) -> float:
         return sum(op.resources.gpus for op in self.operators.values())
 
-    def replace_source_actor(self, dead) -> object:
-        """A source actor that died (a decoder crash, out of memory) is replaced, not reused."""
-        fresh = self._new_source_actor(self._source_cpus)
-        self.source_actors = [fresh if a is dead else a for a in self.source_actors]
-        return fresh
-
-    def _new_source_actor(self, cpus: float):
-        """A file decoder; the live pipeline starts stream readers instead."""
-        return SourceActor.options(num_cpus=cpus).remote()
-
     def _groups(self) -> list[tuple[str, ...]]:
         grouped = [tuple(n for n in group if n in self.operators) for group in self.config.groups]
         grouped = [g for g in grouped if g]
@@ -287,305 +236,93 @@ class Ingestor:
     def close(self) -> None:
         for pool in self._unique_pools():
             pool.kill()
-        for actor in self.source_actors:
-            ray.kill(actor)
+        if self.files is not None:
+            self.files.close()
 
-    def _run(self, on_progress: Progress | None) -> _Run:
-        return _Run(self, on_progress)
+    def run(self, kind: SourceKind, *, stop: threading.Event | None = None, outputs=None,
+            on_progress: Progress | None = None) -> Driver:
+        """Drive ``kind`` until it has nothing more (a live kind: until ``stop`` is set)."""
+        driver = Driver(self, kind, stop=stop, outputs=outputs, on_progress=on_progress)
+        driver.go()
+        return driver
 
     def ingest(self, refs: list[SourceRef], *, force: bool = False, on_progress: Progress | None = None) -> IngestResult:
+        """Index these files (those already done are skipped unless ``force``)."""
         if not self.pools:
             self.start()
         started = time.perf_counter()
         outcomes: list[SourceOutcome] = []
-        queue: deque[SourceOutcome] = deque()
+        todo: list[SourceOutcome] = []
         for ref in refs:
             outcome = SourceOutcome(ref)
             outcomes.append(outcome)
             known = self.index.store.get_source(ref.source_id)
             if not force and known is not None and known.status == "done":
                 outcome.skipped = True
-            else:
-                if known is None and ref.given_name is None:  # its row before its first segment: a run cut short leaves none orphaned
-                    self.index.add_source(SourceInfo(ref.source_id, ref.uri, ref.name, has_video=False, has_audio=False))
-                queue.append(outcome)
-        run = self._run(on_progress)
-        run.go(queue)
-        return IngestResult(outcomes, run.segments_done, run.media_ns_done / NS_PER_SECOND, time.perf_counter() - started)
+                continue
+            if known is None and ref.given_name is None:  # its row before its first segment: a run cut short leaves none orphaned
+                self.index.add_source(SourceInfo(ref.source_id, ref.uri, ref.name, has_video=False, has_audio=False))
+            todo.append(outcome)
+        self.files.queue.extend(todo)
+        driver = self.run(self.files, on_progress=on_progress)
+        return IngestResult(outcomes, driver.segments_done, driver.media_ns_done / NS_PER_SECOND, time.perf_counter() - started)
 
 
-class _Run:
-    """One ingest call's event loop. ``tick`` runs once per turn (the live pipeline saves, reports
-    status and stops streams there)."""
+class FileSources:
+    """Files as a source kind: ``decoders`` ``SourceActor``s, each decoding one file at a time
+    from ``queue``; a file's generator blocks when the driver has enough in flight. A decoder that
+    crashes (a codec segfault, out of memory) is replaced for the next file, and that file fails
+    alone: it would crash the new one too."""
 
-    def __init__(self, ingestor: Ingestor, on_progress: Progress | None) -> None:
-        self.ing = ingestor
-        self.window_ns = seconds_to_ns(ingestor.config.window_seconds)
-        self.on_progress = on_progress
-        self.inflight: dict[ray.ObjectRef, tuple[str, list[int]]] = {}
-        self.segs: dict[int, _Seg] = {}
-        self.active: list[_Source] = []
-        self.free_actors = list(ingestor.source_actors)
-        self.fuse_buffer: list[tuple[int, Observations]] = []
-        self.summaries: dict[ray.ObjectRef, _Source] = {}
-        self.segments_done = 0
-        self.media_ns_done = 0
+    live = False
 
-    def tick(self) -> None:
+    def __init__(self, config: IngestConfig, decoders: int) -> None:
+        self.config, self.decoders = config, decoders
+        self.window_ns = seconds_to_ns(config.window_seconds)
+        self.queue: deque[SourceOutcome] = deque()
+        self.free: list = []
+        self.reading: dict[int, object] = {}  # id(outcome) -> its decoder
+        self._cpus = SOURCE_ACTOR_CPUS
+
+    def start(self, cpus: float) -> list[ray.ObjectRef]:
+        self._cpus = cpus
+        self.free = [SourceActor.options(num_cpus=cpus).remote() for _ in range(self.decoders)]
+        return [a.pid.remote() for a in self.free]
+
+    def take(self) -> list[SourceOutcome]:
+        taken = []
+        while self.queue and self.free:
+            outcome = self.queue.popleft()
+            self.reading[id(outcome)] = self.free.pop()
+            taken.append(outcome)
+        return taken
+
+    def pending(self) -> bool:
+        return bool(self.queue)
+
+    def open(self, outcome: SourceOutcome):
+        actor = self.reading[id(outcome)]
+        return actor.segments.remote(outcome.ref.uri, outcome.ref.source_id, self.config.decode, self.window_ns)
+
+    def reopen(self, outcome: SourceOutcome, resume_after_ns: int):
+        self.reading[id(outcome)] = SourceActor.options(num_cpus=self._cpus).remote()  # the next file gets a live one
+        return None
+
+    def on_segment(self, outcome: SourceOutcome, segment: Segment) -> None:
         pass
 
-    def keep_running(self) -> bool:
-        """Go on with nothing to do (a live topic waits for its streams)."""
-        return False
+    def durable(self, outcome: SourceOutcome, t_ns: int, *, final: bool = False) -> None:
+        pass
 
-    def _on_segment(self, src: _Source, segment: Segment) -> None:
-        """Each segment as it is pulled, in its source's time order."""
+    def release(self, outcome: SourceOutcome) -> None:
+        self.free.append(self.reading.pop(id(outcome)))
 
-    def go(self, queue: deque[SourceOutcome]) -> None:
-        while queue or self.active or self.inflight or self.keep_running():
-            self.tick()
-            while queue and self.free_actors:
-                self._start(queue.popleft())
-            waitables = list(self.inflight)
-            if len(self.segs) < self.ing.config.max_segments_in_flight:
-                waitables += [s.gen for s in self.active if s.decoding]
-            if not waitables:
-                # Nothing running and nothing to pull: send the partial batches.
-                if not self._dispatch(final=True):
-                    time.sleep(0.01)  # nothing to wait on this turn: do not spin
-                    self._finish_sources()
-                    if not self.inflight and self.active and not any(s.decoding for s in self.active):
-                        for src in self.active:  # defensive: never hang on a lost segment
-                            src.outcome.error = src.outcome.error or f"{src.outcome.ref.uri}: {src.unfinished} segments were lost"
-                            src.unfinished = 0
-                        self._finish_sources()
-                continue
-            ready, _ = ray.wait(waitables, num_returns=1, timeout=1.0)
-            if ready:
-                more, _ = ray.wait(waitables, num_returns=len(waitables), timeout=0)
-                ready = list({id(r): r for r in ready + more}.values())
-            for item in ready:
-                if isinstance(item, ray.ObjectRef):
-                    self._collect(item)
-                else:
-                    self._pull(next(s for s in self.active if s.gen is item))
-            # Partial batches wait for more segments (a Whisper call costs the same for 2 s as for
-            # 30 s), unless the in-flight limit is what stops more from coming.
-            gated = len(self.segs) >= self.ing.config.max_segments_in_flight
-            self._dispatch(final=gated and not self.inflight)
-            self._finish_sources()
+    def status(self, outcome: SourceOutcome) -> dict | None:
+        return None
 
-    def _start(self, outcome: SourceOutcome) -> None:
-        actor = self.free_actors.pop()
-        gen = self._segments(actor, outcome)
-        stages = {name: [] for name in self.ing.pools if name in ENCODERS}
-        self.active.append(_Source(outcome, actor, gen, buffers=stages))
+    def stop(self) -> None:
+        pass
 
-    def _segments(self, actor, outcome: SourceOutcome):
-        """The source's streaming generator of segments, ending with a ``SourceReport``."""
-        return actor.segments.remote(outcome.ref.uri, outcome.ref.source_id, self.ing.config.decode, self.window_ns)
-
-    def _pull(self, src: _Source) -> None:
-        try:
-            ref = next(src.gen)
-            item = ray.get(ref)
-        except StopIteration:
-            src.decoding = False
-            return
-        except ray.exceptions.RayError as exc:
-            src.decoding = False
-            src.outcome.error = f"{src.outcome.ref.uri}: decoder crashed: {exc}"
-            src.actor = self.ing.replace_source_actor(src.actor)  # the next file gets a live one
-            return
-        if isinstance(item, SourceReport):
-            src.outcome.report = item
-            if item.error:
-                src.outcome.error = item.error
-            src.decoding = False
-            return
-        segment: Segment = item
-        self._on_segment(src, segment)
-        src.shot_results += src.shots.process([segment])  # in order: a source's segments arrive in time order
-        needs = set()
-        if len(segment.frames):
-            needs.update(PICTURE_STAGES)
-        if segment.audio is not None:
-            needs.update(SOUND_STAGES)
-        if len(segment.frames) or segment.audio is not None:
-            needs.add("caption")
-        needs &= self.ing.pools.keys()
-        sid = segment.id
-        seg = _Seg(src, ref, segment.span, needs)
-        self.segs[sid] = seg
-        src.unfinished += 1
-        for stage in needs:
-            src.buffers[stage].append((sid, ref))
-        if not needs:
-            self._ready_to_fuse(sid)
-
-    def _dispatch(self, *, final: bool) -> int:
-        """Submit full batches (partial ones too when ``final`` or the source has ended)."""
-        sent = 0
-        for stage, pool in self.ing.pools.items():
-            if stage not in ENCODERS:
-                continue
-            batch_size = self.ing.operators[stage].batch_size
-            for src in self.active:
-                buf = src.buffers[stage]
-                flush = final or not src.decoding
-                while buf and pool.has_free() and (len(buf) >= batch_size or flush):
-                    batch, src.buffers[stage] = buf[:batch_size], buf[batch_size:]
-                    buf = src.buffers[stage]
-                    self.inflight[pool.submit(stage, [r for _, r in batch])] = (stage, [sid for sid, _ in batch])
-                    sent += 1
-        fuse = self.ing.pools["fuse"]
-        size = self.ing.operators["fuse"].batch_size
-        decoding = any(s.decoding for s in self.active)
-        while self.fuse_buffer and fuse.has_free() and (len(self.fuse_buffer) >= size or final or not decoding
-                                                        or len(self.inflight) < 2):
-            batch, self.fuse_buffer = self.fuse_buffer[:size], self.fuse_buffer[size:]
-            self.inflight[fuse.submit("fuse", [obs for _, obs in batch])] = ("fuse", [sid for sid, _ in batch])
-            sent += 1
-        return sent
-
-    def _collect(self, ref: ray.ObjectRef) -> None:
-        stage, sids = self.inflight.pop(ref)
-        self.ing.pools[stage].done(ref)
-        try:
-            results = ray.get(ref)
-        except ray.exceptions.RayError as exc:
-            if stage == "summary":  # the segments are indexed; the source just has no summary
-                log.warning("summary of %s failed: %s", self.summaries[ref].outcome.ref.uri, exc)
-                self._store_analysis(self.summaries.pop(ref), None)
-                return
-            self._fail(sids, f"{stage} failed: {exc}")
-            return
-        if stage == "summary":
-            self._store_analysis(self.summaries.pop(ref), results[0].to_json())
-            return
-        if len(results) != len(sids):
-            self._fail(sids, f"{stage} returned {len(results)} results for {len(sids)} segments")
-            return
-        if stage == "fuse":
-            self._write(sids, results)
-            return
-        for sid, result in zip(sids, results):
-            seg = self.segs.get(sid)
-            if seg is None:
-                continue
-            seg.results[stage] = result
-            if seg.needs <= seg.results.keys():
-                self._ready_to_fuse(sid)
-
-    def _ready_to_fuse(self, sid: int) -> None:
-        seg = self.segs[sid]
-        seg.ref = None  # frames and audio are no longer needed: let the object store free them
-        obs = Observations(segment_id=sid, source_id=seg.source.outcome.ref.source_id, span=seg.span,
-                           visual=seg.results.get("visual"), audio=seg.results.get("audio"),
-                           speech=seg.results.get("speech"), caption=seg.results.get("caption"),
-                           clip=seg.results.get("clip"))
-        self.fuse_buffer.append((sid, obs))
-
-    def _fail(self, sids: list[int], reason: str) -> None:
-        """Drop these segments; their sources fail with ``reason`` (the first reason wins)."""
-        for sid in sids:
-            seg = self.segs.pop(sid, None)
-            if seg is not None:
-                seg.source.unfinished -= 1
-                outcome = seg.source.outcome
-                outcome.error = outcome.error or f"{outcome.ref.uri}: {reason}"
-
-    def _write(self, sids: list[int], records: list) -> None:
-        try:
-            self.ing.index.upsert(records)
-        except (ValueError, sqlite3.Error):
-            # A fuse batch can mix sources: write one by one, so a bad record fails its source only.
-            good = []
-            for sid, record in zip(sids, records):
-                try:
-                    self.ing.index.upsert([record])
-                    good.append(sid)
-                except (ValueError, sqlite3.Error) as exc:
-                    self._fail([sid], f"could not index segment at {record.span!r}: {exc}")
-            sids = good
-        for sid in sids:
-            seg = self.segs.pop(sid, None)
-            if seg is None:
-                continue
-            seg.source.unfinished -= 1
-            seg.source.outcome.segments_indexed += 1
-            seg.source.written.add(sid)
-            self.segments_done += 1
-            self.media_ns_done += seg.span.duration_ns
-        if self.on_progress:
-            self.on_progress(self.segments_done, self.media_ns_done / NS_PER_SECOND)
-
-    def _finish_sources(self) -> None:
-        for src in list(self.active):
-            if src.decoding or src.unfinished or src.analysis is not None:
-                continue
-            outcome = src.outcome
-            if outcome.error is None and outcome.report is None:
-                outcome.error = f"{outcome.ref.uri}: decoder ended without a report"
-            if outcome.report is None or not outcome.segments_indexed:
-                self._retire(src)
-                continue
-            if outcome.error is None and outcome.ref.given_name is None:  # a file, whole: it replaces what it was
-                self._replace_earlier(src)
-            self._analyse(src)
-
-    def _replace_earlier(self, src: _Source) -> None:
-        """A file ingested again replaces its earlier versions, once it is all indexed: segments of
-        its source this run did not write (another ``--window``), and sources ingested earlier from
-        the same path (the file was edited: another fingerprint). A run that fails keeps them."""
-        index, ref = self.ing.index, src.outcome.ref
-        index.delete_segments([s.segment_id for s in index.store.segments_of_source(ref.source_id)
-                               if s.segment_id not in src.written])
-        for other in index.store.list_sources():
-            if other.uri == ref.uri and other.source_id != ref.source_id:
-                log.info("%s: replacing the earlier version (source %s)", ref.uri, other.source_id)
-                index.delete_source(other.source_id)
-
-    def _analyse(self, src: _Source) -> None:
-        """Shots, highlight scores and the summary of a source whose segments are all indexed.
-        The scores are computed here (cheap, in time order); the summary is written by the
-        ``summary`` stage, which holds the text encoder (and the vlm's model)."""
-        source_id = src.outcome.ref.source_id
-        stored = self.ing.index.store.segments_of_source(source_id)
-        shots = {r.segment_id: r for r in src.shot_results}
-        scorer = HighlightScorer()
-        signals = [signals_of(s, shots.get(s.segment_id)) for s in stored]
-        scores = scorer.process(signals) + scorer.flush()
-        cuts = [(t, score) for r in src.shot_results for t, score in zip(r.cuts_ns, r.cut_scores)]
-        src.analysis = (cuts, scores)
-        item = SummaryInput(
-            source_id=source_id, name=src.outcome.ref.name, duration_ns=max((s.end_ns for s in stored), default=0),
-            segments=tuple(SegmentFacts(s.start_ns, s.end_ns, s.description, s.labels, s.events, s.transcript) for s in stored),
-            cuts_ns=tuple(t for t, _ in cuts),
-            highlights=tuple(merge_highlights(scores, [t for t, _ in cuts], min_score=DEFAULT_MIN_SCORE)))
-        ref = self.ing.pools["summary"].submit("summary", [item])
-        self.inflight[ref] = ("summary", [])
-        self.summaries[ref] = src
-
-    def _store_analysis(self, src: _Source, summary: dict | None) -> None:
-        cuts, scores = src.analysis
-        self.ing.index.store.put_analysis(src.outcome.ref.source_id, cuts=cuts, scores=scores, summary=summary)
-        self._retire(src)
-
-    def _retire(self, src: _Source) -> None:
-        self.active.remove(src)
-        self.free_actors.append(src.actor)
-        outcome, report = src.outcome, src.outcome.report
-        if report is not None and outcome.segments_indexed:
-            self.ing.index.add_source(SourceInfo(
-                source_id=outcome.ref.source_id, uri=outcome.ref.uri, name=outcome.ref.name,
-                has_video=report.has_video, has_audio=report.has_audio, duration_ns=report.duration_ns,
-                status="failed" if outcome.error else "done", error=outcome.error,
-                ingested_at_ns=report.anchor_wall_ns or time.time_ns()))
-
-
-def signals_of(segment: StoredSegment, shot: ShotResult | None) -> Signals:
-    """What the highlight scorer reads of a stored segment and its shot result."""
-    return Signals(segment.segment_id, segment.source_id, Span(segment.start_ns, segment.end_ns), segment.events,
-                   segment.loudness_db, shot.motion if shot else 0.0, len(shot.cuts_ns) if shot else 0, segment.transcript,
-                   segment.class_scores("audio"))
+    def close(self) -> None:
+        for actor in self.free + list(self.reading.values()):
+            ray.kill(actor)

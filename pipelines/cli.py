@@ -12,8 +12,10 @@ import logging
 import os
 import sqlite3
 import sys
-import time
 from pathlib import Path
+
+from pipelines import console
+from pipelines.console import _clock, ingest_config, out, print_ingest_summary, print_moments, run_ingest, use_profile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -108,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    console.RESULTS, sys.stdout = sys.stdout, sys.stderr  # see console.RESULTS
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout = console.RESULTS
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.redis:  # every index this process opens uses it (indexers.index.SegmentIndex reads it)
         os.environ["VIDSCOPE_REDIS"] = args.redis
@@ -146,135 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def ingest_config(args: argparse.Namespace):
-    from operators.decode import DecodeConfig
-    from pipelines.batch import IngestConfig
-    from pipelines.profiles import make_profile
-
-    profile = make_profile(args.profile, model=args.model, endpoint=args.endpoint, device=args.device)
-    return IngestConfig(decode=DecodeConfig(frames_per_second=args.fps), window_seconds=args.window,
-                        speech=not args.no_speech, speech_model=args.speech_model, device=args.device,
-                        max_sources_in_flight=args.sources_in_flight, profile=profile)
-
-
-def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = False) -> tuple[int, dict]:
-    """Expand, ingest with a progress bar, report failures by name on stderr. Returns the exit
-    code and the summary (printed by the caller: as JSON with --json, as a line otherwise)."""
-    from indexers.index import SegmentIndex
-    from pipelines.batch import Ingestor, local_ray_cpus
-    from pipelines.runtime import RuntimeConfig, start_ray
-    from pipelines.sources import expand
-
-    refs, problems = expand(paths)
-    config = ingest_config(args)
-    started = time.perf_counter()
-    if refs:
-        use_profile(args.data, config.profile)
-        start_ray(RuntimeConfig(ray_address=args.ray_address, num_cpus=local_ray_cpus(config)))
-        with SegmentIndex(args.data) as index:
-            ingestor = Ingestor(index, config, expected_sources=len(refs))
-            try:
-                startup_s = ingestor.start()
-                log.info("actors ready in %.1f s (%s)", startup_s,
-                         ", ".join(f"{k} {v:.1f}s" for k, v in ingestor.setup_seconds.items()))
-                with _progress(refs, quiet=args.json) as progress:
-                    result = ingestor.ingest(refs, force=force, on_progress=progress)
-            finally:
-                ingestor.close()
-            index.save()
-    else:
-        result = None
-    wall_s = time.perf_counter() - started
-    failures = problems + ([(o.ref.uri, o.error) for o in result.failed] if result else [])
-    summary = {
-        "sources": len(refs),
-        "indexed": sum(1 for o in result.outcomes if not o.error and not o.skipped) if result else 0,
-        "already_indexed": sum(1 for o in result.outcomes if o.skipped) if result else 0,
-        "segments": result.segments if result else 0,
-        "media_seconds": round(result.media_seconds, 3) if result else 0.0,
-        "wall_seconds": round(wall_s, 3),
-        "failed": [{"path": path, "reason": reason} for path, reason in failures],
-        "damaged_packets": {o.ref.uri: o.report.damaged_packets for o in (result.outcomes if result else [])
-                            if o.report and o.report.damaged_packets},
-    }
-    for path, packets in summary["damaged_packets"].items():
-        print(f"warning: {path}: {packets} damaged packets skipped", file=sys.stderr)
-    for path, reason in failures:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
-    return (1 if failures else 0), summary
-
-
-def use_profile(data: Path, profile) -> None:
-    """Record the profile a data folder is ingested with; refuse another one (one folder's
-    vectors come from one set of models)."""
-    from pipelines.profiles import PROFILE_FILE, load_profile, profile_name, save_profile
-
-    if (Path(data) / PROFILE_FILE).exists():
-        stored = load_profile(data)
-        if stored != profile:
-            raise ValueError(f"{data} was ingested with the {profile_name(stored)} profile ({stored}); "
-                             "ingest with the same one, or into another --data folder")
-    save_profile(data, profile)
-
-
-def print_ingest_summary(summary: dict) -> None:
-    wall_s = summary["wall_seconds"]
-    speed = summary["media_seconds"] / wall_s if wall_s else 0.0
-    print(f"indexed {summary['indexed']} of {summary['sources']} sources ({summary['already_indexed']} already indexed): "
-          f"{summary['segments']} segments, {summary['media_seconds']:.1f} s of media in {wall_s:.1f} s "
-          f"({speed:.1f}x real time, start-up included)")
-
-
-class _progress:
-    """A tqdm bar on a terminal, in seconds of media against the probed total, with segments/s
-    and x real time; silent otherwise (pipes, --json)."""
-
-    def __init__(self, refs, *, quiet: bool) -> None:
-        self.enabled = sys.stderr.isatty() and not quiet
-        self.refs = refs
-        self.bar = None
-        self.started = time.perf_counter()
-
-    def __enter__(self):
-        if self.enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=round(_probed_seconds(self.refs)) or None, unit="s", desc="ingest",
-                            dynamic_ncols=True, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-                            "{n:.0f}/{total_fmt} s of media [{elapsed}<{remaining}{postfix}]")
-        return self
-
-    def __call__(self, segments: int, media_seconds: float) -> None:
-        if self.bar is None:
-            return
-        elapsed = max(time.perf_counter() - self.started, 1e-6)
-        self.bar.update(media_seconds - self.bar.n)
-        self.bar.set_postfix_str(f"{segments / elapsed:.1f} seg/s, {media_seconds / elapsed:.1f}x real time")
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _probed_seconds(refs) -> float:
-    """Sum of the sources' durations from their headers (unreadable ones count 0)."""
-    from operators.decode import MediaError, probe
-
-    total = 0.0
-    for ref in refs:
-        if "://" in ref.uri:  # a URL may be slow to open, or endless
-            continue
-        try:
-            total += (probe(ref.uri).duration_ns or 0) / 1e9
-        except MediaError:
-            pass
-    return total
-
-
 def cmd_ingest(args: argparse.Namespace) -> int:
     code, summary = run_ingest(args.paths, args, force=args.force)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        out(json.dumps(summary, indent=2))
     else:
         print_ingest_summary(summary)
     return code
@@ -298,9 +183,9 @@ def cmd_live(args: argparse.Namespace) -> int:
     use_profile(args.data, config.profile)
     reports = run_live(args.data, config, options, ray_address=args.ray_address)
     if args.json:
-        print(json.dumps(reports, indent=2))
+        out(json.dumps(reports, indent=2))
     for r in [] if args.json else reports:
-        print(f"{r['name']}: {r['segments_indexed']} segments indexed in {r['wall_seconds']:.0f} s"
+        out(f"{r['name']}: {r['segments_indexed']} segments indexed in {r['wall_seconds']:.0f} s"
               + (f" ({r['error']})" if r["error"] else ""))
     return 1 if any(r["error"] for r in reports) else 0
 
@@ -315,10 +200,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
     signals.signal(signals.SIGTERM, lambda *_: stop.set())
     report = publish(args.source, args.target, name=args.name, realtime=not args.fast, stop=stop)
     if args.json:
-        print(json.dumps({"name": args.name, "messages": report.messages, "bytes": report.bytes,
+        out(json.dumps({"name": args.name, "messages": report.messages, "bytes": report.bytes,
                           "wall_seconds": round(report.wall_seconds, 3)}, indent=2))
     else:
-        print(f"{args.name}: {report.messages} messages, {report.bytes / 1e6:.1f} MB in {report.wall_seconds:.1f} s")
+        out(f"{args.name}: {report.messages} messages, {report.bytes / 1e6:.1f} MB in {report.wall_seconds:.1f} s")
     return 0
 
 
@@ -336,7 +221,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_highlights(args: argparse.Namespace) -> int:
     from indexers.highlights import find_highlights
     from indexers.index import SegmentIndex
-    from pipelines.batch import DEFAULT_MIN_SCORE
+    from pipelines.driver import DEFAULT_MIN_SCORE
     from pipelines.query import data_folder, find_source, open_searcher
 
     min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score
@@ -350,13 +235,13 @@ def cmd_highlights(args: argparse.Namespace) -> int:
             source_id = find_source(index, args.source).source_id if args.source else None
             found = find_highlights(index, source_id=source_id, **options)
     if args.json:
-        print(json.dumps([h.to_json() for h in found], indent=2))
+        out(json.dumps([h.to_json() for h in found], indent=2))
         return 0
     if not found:
-        print(f"no highlights scoring {min_score} or more" + (f" that match {args.text!r}" if args.text else ""))
+        out(f"no highlights scoring {min_score} or more" + (f" that match {args.text!r}" if args.text else ""))
     for rank, h in enumerate(found, 1):
         doc = h.to_json()
-        print(f"{rank}. {doc['source']}  {_clock(doc['start'])}-{_clock(doc['end'])}  score {doc['score']:.2f}  "
+        out(f"{rank}. {doc['source']}  {_clock(doc['start'])}-{_clock(doc['end'])}  score {doc['score']:.2f}  "
               f"{doc['reason']}  [{', '.join(doc['labels'])}]")
     return 0
 
@@ -366,9 +251,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     source, summary = load_summary(args.data, args.source)
     if args.json:
-        print(json.dumps({"source": source.name, "uri": source.uri, **summary.to_json()}, indent=2))
+        out(json.dumps({"source": source.name, "uri": source.uri, **summary.to_json()}, indent=2))
     else:
-        print(summary.render(source.name))
+        out(summary.render(source.name))
     return 0
 
 
@@ -378,27 +263,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
     answer = ask(args.data, args.source, args.question, top_k=args.top_k)
-    print(json.dumps(answer.to_json(), indent=2) if args.json else answer.text)
+    out(json.dumps(answer.to_json(), indent=2) if args.json else answer.text)
     return 0
-
-
-def print_moments(moments, *, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([m.to_json() for m in moments], indent=2))
-        return
-    if not moments:
-        print("no matching moments")
-    for rank, m in enumerate(moments, 1):
-        doc = m.to_json()
-        print(f"{rank}. {doc['source']}  {_clock(doc['start'])}-{_clock(doc['end'])}  score {doc['score']:.3f}")
-        if doc.get("description"):
-            print(f"   {doc['description']}")
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours}:{minutes:02d}:{secs:05.2f}" if hours else f"{minutes}:{secs:05.2f}"
 
 
 if __name__ == "__main__":

@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from indexers.index import SegmentIndex
 from pipelines import synth
+from pipelines.console import out, print_ingest_summary, print_moments, run_ingest
 
 QUERIES = ("a cat", "a cup of coffee", "rocket launch", "crowd cheering", "motorcycle")
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipelines.cli import print_ingest_summary, print_moments, run_ingest
     from pipelines.query import open_searcher
 
     media_dir = args.data / "demo-media"
     media_dir.mkdir(parents=True, exist_ok=True)
     video = media_dir / "vidscope-demo.mp4"
     if not video.exists():
-        say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+        say = (lambda *a: None) if args.json else (lambda *a: out(*a, flush=True))
         say(f"building {video} from real photos, espeak-ng speech and crowd recordings ...")
         script = synth.demo_script()
         truth = synth.build_video(video, script.scenes, script.sounds, width=640, height=360, fps=30)
@@ -41,10 +40,10 @@ def run_demo(args: argparse.Namespace) -> int:
             if args.json:
                 report["queries"][query] = [m.to_json() for m in moments]
                 continue
-            print(f'\nvidscope search "{query}"')
+            out(f'\nvidscope search "{query}"')
             print_moments(moments, as_json=False)
     from indexers.highlights import find_highlights
-    from pipelines.batch import DEFAULT_MIN_SCORE
+    from pipelines.driver import DEFAULT_MIN_SCORE
     from pipelines.query import load_summary
 
     with SegmentIndex(args.data) as index:
@@ -53,24 +52,23 @@ def run_demo(args: argparse.Namespace) -> int:
     _, summary = load_summary(args.data, str(video))
     report["highlights"], report["summary"] = highlights, summary.to_json()
     if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
+        out(json.dumps(report, indent=2))
         return 0
     lines = [f"  {h['start']:5.1f}-{h['end']:5.1f} s  score {h['score']:.2f}  {h['reason']}" for h in highlights]
-    print("\nvidscope highlights\n" + ("\n".join(lines) or "  none"))
-    print(f"\nvidscope summary {video.name}\n")
-    print(summary.render(video.name))
-    print(f"\nTry your own: vidscope search \"...\" --data {args.data}  (also: highlights, summary {video.name}, "
+    out("\nvidscope highlights\n" + ("\n".join(lines) or "  none"))
+    out(f"\nvidscope summary {video.name}\n")
+    out(summary.render(video.name))
+    out(f"\nTry your own: vidscope search \"...\" --data {args.data}  (also: highlights, summary {video.name}, "
           f"ask {video.name} \"QUESTION\")")
     return 0
 
 
 def print_truth(truth: synth.GroundTruth) -> None:
-    print(f"\nWhat the demo video holds ({truth.duration_seconds:.0f} s):")
+    out(f"\nWhat the demo video holds ({truth.duration_seconds:.0f} s):")
     for shot in truth.shots:
-        print(f"  {shot.start_seconds:5.1f}-{shot.end_seconds:5.1f} s  picture: {shot.photo}")
+        out(f"  {shot.start_seconds:5.1f}-{shot.end_seconds:5.1f} s  picture: {shot.photo}")
     for phrase in truth.speech:
-        print(f"  {phrase.start_seconds:5.1f}-{phrase.end_seconds:5.1f} s  speech: \"{phrase.text}\"")
+        out(f"  {phrase.start_seconds:5.1f}-{phrase.end_seconds:5.1f} s  speech: \"{phrase.text}\"")
     for sound in truth.sounds:
-        print(f"  {sound.start_seconds:5.1f}-{sound.end_seconds:5.1f} s  sound: {sound.kind}")
-    print()
+        out(f"  {sound.start_seconds:5.1f}-{sound.end_seconds:5.1f} s  sound: {sound.kind}")
+    out()

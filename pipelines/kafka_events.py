@@ -90,6 +90,10 @@ class EventPublisher:
     def close(self) -> None:
         self._producer.close()
 
+    def abort(self) -> None:
+        """Close without waiting for what is unsent (a broker that is down)."""
+        self._producer.abort()
+
     def __enter__(self) -> EventPublisher:
         return self
 

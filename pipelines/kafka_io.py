@@ -251,6 +251,9 @@ class _Producer:
         finally:
             self._producer.close()
 
+    def abort(self) -> None:
+        self._producer.close(timeout=1)
+
     def __enter__(self) -> _Producer:
         return self
 

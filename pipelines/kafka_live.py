@@ -22,6 +22,11 @@ is in the saved index; the chunks before the last keyframe at or before that tim
 done and the consumer commits. After a crash the group resumes at that keyframe: the windows
 decoded again that the index already holds are skipped (the driver gives the stream the start
 times it has), and the rest are indexed once.
+
+Supervision. A stream's decoder thread that fails (a damaged epoch, a decoder bug) starts again
+from the stream's next chunk, up to ``MAX_READER_FAILURES`` times in a row; the topic actor that
+dies (the consumer with it) is replaced by ``KafkaTopic.reopen``: the new consumer resumes the
+group at the committed offsets and every stream is planned again from the store.
 """
 
 from __future__ import annotations
@@ -37,9 +42,9 @@ from typing import Iterator
 
 import ray
 
-from operators.align import Aligner
+from operators.align import Aligner, windows
 from operators.decode import DecodeConfig, Decoder, MediaError
-from operators.live import LiveConfig, SegmentQueue, mark_quiet_after
+from operators.live import LiveConfig, SegmentQueue
 from operators.records import Segment
 from kafka.errors import KafkaError
 
@@ -52,6 +57,8 @@ PAUSE_ABOVE_CHUNKS = 32
 """A stream with this many chunks waiting to be decoded pauses the partitions (~6 MB at the
 default chunk size); they resume below a quarter of it."""
 EPOCH_META = "kafka_epoch"
+MAX_READER_FAILURES = 5
+"""Failures in a row (no segment between them) after which a stream's reader gives up."""
 
 
 def checkpoint_key(topic: str, name: str) -> str:
@@ -132,7 +139,7 @@ class KafkaTopicActor:
 
     def durable(self, name: str, t_ns: int) -> None:
         """Every segment of ``name`` before stream time ``t_ns`` is in the saved index."""
-        stream = self._streams[name]
+        stream = self._stream(name)
         stream.durable_ns = max(stream.durable_ns, t_ns)
 
     def close(self) -> dict[int, int]:
@@ -143,14 +150,27 @@ class KafkaTopicActor:
         return dict(self.committed)
 
     def get_status(self, name: str) -> dict:
-        s = self._streams[name]
+        s = self._stream(name)
         segments = s.queue  # read once: the reader thread clears it when the stream ends
         committed = dict(self.committed)
         return {"state": "stopped" if segments is None else "streaming", "stream_seconds": s.stream_ns / 1e9,
                 "segments_read": s.segments_read, "segments_skipped": s.segments_skipped, "segments_thinned": 0,
                 "segments_dropped": 0, "reconnects": max(0, s.readers - 1), "queue": len(segments) if segments else 0,
                 "chunks_waiting": s.chunks.qsize(), "dead_letters": self.dead_letters, "errors": s.errors[-5:],
-                "committed": {str(p): o for p, o in committed.items()}, "updated_at": time.time()}
+                "committed": {str(p): o for p, o in committed.items()}, "reader_pid": os.getpid(),
+                "updated_at": time.time()}
+
+    def _stream(self, name: str, *, discovered: bool = False) -> _Stream:
+        """The stream called ``name``, made if new (by the consumer on its first chunk, which
+        makes it discovered; or by a driver that already knows it, after a restart of this actor)."""
+        with self._lock:
+            stream = self._streams.get(name)
+            if stream is None:
+                stream = self._streams[name] = _Stream(name)
+                if discovered:
+                    self._new.append(name)
+                    log.info("%s: new stream %r", self.url, name)
+            return stream
 
     # -- the consumer thread ---------------------------------------------------------------------
 
@@ -171,12 +191,7 @@ class KafkaTopicActor:
                 paused = backlog > (PAUSE_ABOVE_CHUNKS // 4 if paused else PAUSE_ABOVE_CHUNKS)
                 streams.pause(paused)  # every turn: partitions assigned since are covered too
                 for chunk in streams.poll(0.2):
-                    stream = self._streams.get(chunk.name)
-                    if stream is None:
-                        stream = self._streams[chunk.name] = _Stream(chunk.name)
-                        with self._lock:
-                            self._new.append(chunk.name)
-                        log.info("%s: new stream %r", self.url, chunk.name)
+                    stream = self._stream(chunk.name, discovered=True)
                     stream.handed.append((chunk.partition, chunk.offset))
                     stream.chunks.put(chunk)
                 self.dead_letters = streams.dead_letters
@@ -213,7 +228,7 @@ class KafkaTopicActor:
 
     @ray.method(num_returns="streaming", _generator_backpressure_num_objects=4)
     def segments(self, plan: StreamPlan, decode: DecodeConfig, window_ns: int) -> Iterator[Segment | SourceReport]:
-        stream = self._streams[plan.name]
+        stream = self._stream(plan.name)
         stream.queue = SegmentQueue(self.max_queue, policy="block")
         thread = threading.Thread(target=self._read, args=(stream, plan, decode, window_ns), name=f"kafka-{plan.name}",
                                   daemon=True)
@@ -232,16 +247,27 @@ class KafkaTopicActor:
     def _read(self, stream: _Stream, plan: StreamPlan, decode: DecodeConfig, window_ns: int) -> None:
         epochs = list(plan.epochs)
         last_end_ns = 0
+        failures = 0
         try:
             while not self.stop_event.is_set():
                 first = stream.stash or self._next_chunk(stream, timeout_s=None)
                 stream.stash = None
                 if first is None:
                     break
-                last_end_ns = self._read_epoch(stream, plan, first, epochs, last_end_ns, decode, window_ns)
-        except Exception as exc:  # noqa: BLE001 - reported with the stream
-            stream.errors.append(f"{type(exc).__name__}: {exc}")
-            log.exception("%s#%s: reader failed", self.url, stream.name)
+                read_before = stream.segments_read + stream.segments_skipped
+                try:
+                    last_end_ns = self._read_epoch(stream, plan, first, epochs, last_end_ns, decode, window_ns)
+                except Exception as exc:  # noqa: BLE001 - supervised: a new decoder from the next chunk
+                    made = stream.segments_read + stream.segments_skipped > read_before
+                    failures = 1 if made else failures + 1
+                    stream.errors.append(f"{type(exc).__name__}: {exc}")
+                    log.exception("%s#%s: reader failed (%d in a row)", self.url, stream.name, failures)
+                    if failures >= MAX_READER_FAILURES:
+                        raise
+                    continue
+                failures = 0
+        except Exception:  # noqa: BLE001 - reported with the stream (its errors), which ends
+            log.error("%s#%s: reader gave up after %d failures in a row", self.url, stream.name, failures)
         finally:
             stream.queue.close()
 
@@ -277,37 +303,32 @@ class KafkaTopicActor:
             else:
                 epoch = max(earlier, key=lambda e: e[1])
             decoder.origin_ns = epoch[2]
-            aligner, pending = None, []
-            for item in decoder:
-                if aligner is None:
-                    t_ns = getattr(item, "pts_ns", None)
-                    if t_ns is None:
-                        t_ns = item.start_sample * 1_000_000_000 // decode.sample_rate
-                    # On the grid, always: a replay after a crash makes the same windows (a stream
-                    # that idled ended in a short window; the next one starts at the next line).
-                    floor_ns = max(last_end_ns, base_ns) if new_epoch else last_end_ns
-                    start_ns = max(t_ns // window_ns, -(-floor_ns // window_ns)) * window_ns
-                    aligner = Aligner(plan.source_id, has_video=decoder.has_video, has_audio=decoder.has_audio,
-                                      window_ns=window_ns, start_ns=start_ns, meta={EPOCH_META: list(epoch)})
-                pending.append(item)
-                if len(pending) >= 8:
-                    last_end_ns = self._put(stream, plan, aligner.process(pending), last_end_ns)
-                    pending = []
-            if aligner is not None:  # the epoch ended or the stream idled: nothing follows soon
-                last_end_ns = self._put(stream, plan, mark_quiet_after(
-                    aligner.process(pending) + aligner.flush(decoder.video_end_ns)), last_end_ns)
+            floor_ns = max(last_end_ns, base_ns) if new_epoch else last_end_ns
+
+            def aligner_at(item) -> Aligner:
+                t_ns = getattr(item, "pts_ns", None)
+                if t_ns is None:
+                    t_ns = item.start_sample * 1_000_000_000 // decode.sample_rate
+                # On the grid, always: a replay after a crash makes the same windows (a stream
+                # that idled ended in a short window; the next one starts at the next line).
+                start_ns = max(t_ns // window_ns, -(-floor_ns // window_ns)) * window_ns
+                return Aligner(plan.source_id, has_video=decoder.has_video, has_audio=decoder.has_audio,
+                               window_ns=window_ns, start_ns=start_ns, meta={EPOCH_META: list(epoch)})
+
+            # The epoch ends or the stream idles: nothing follows soon.
+            for segment in windows(decoder, aligner_at, video_end_ns=lambda: decoder.video_end_ns, quiet_at_end=True):
+                last_end_ns = self._put(stream, plan, segment, last_end_ns)
         if stream.last_place is not None:  # all read so far is done once what it made is durable
             partition, offset = stream.last_place
             stream.keyframes.append((last_end_ns, (partition, offset + 1)))
         return last_end_ns
 
-    def _put(self, stream: _Stream, plan: StreamPlan, segments: list[Segment], last_end_ns: int) -> int:
-        for segment in segments:
-            last_end_ns = max(last_end_ns, segment.span.end_ns)
-            stream.stream_ns = last_end_ns
-            if segment.span.start_ns in plan.durable_starts:
-                stream.segments_skipped += 1
-                continue
+    def _put(self, stream: _Stream, plan: StreamPlan, segment: Segment, last_end_ns: int) -> int:
+        last_end_ns = max(last_end_ns, segment.span.end_ns)
+        stream.stream_ns = last_end_ns
+        if segment.span.start_ns in plan.durable_starts:
+            stream.segments_skipped += 1
+        else:
             stream.segments_read += 1
             stream.queue.put(segment)
         return last_end_ns
@@ -339,3 +360,133 @@ class KafkaTopicActor:
                 stream.stash = chunk
                 return
             yield chunk
+
+
+class KafkaTopic:
+    """A topic's streams as a source kind: one ``KafkaTopicActor`` consumes the topic; a stream
+    joins the run when its first chunk arrives (``take`` looks every ``DISCOVER_EVERY_S``), each
+    planned from what the store holds of it; what the driver says is durable becomes commits."""
+
+    live = True
+    DISCOVER_EVERY_S = 0.5
+
+    def __init__(self, index, options, config) -> None:
+        """``options``: the run's ``LiveOptions``; ``config``: its ``IngestConfig``."""
+        self.index, self.options = index, options
+        self.url = options.urls[0]
+        self.topic = parse_kafka_url(self.url).topic
+        self.group = options.group or f"vidscope-{index.store.store_id}"
+        self.decode, self.window_ns = config.decode, int(config.window_seconds * 1e9)
+        self.actor = None
+        self.epochs: dict[str, list[list[int]]] = {}  # stream name -> its epochs, as checkpointed
+        self.reading: set[str] = set()
+        self.stopped = False
+        self._next_discovery = 0.0
+        self._cpus = 0.5
+
+    def _new_actor(self):
+        self.actor = KafkaTopicActor.options(num_cpus=self._cpus).remote(self.url, self.group, self.options.live,
+                                                                         self.options.max_queue)
+        return self.actor
+
+    def start(self, cpus: float) -> list[ray.ObjectRef]:
+        self._cpus = cpus
+        return [self._new_actor().pid.remote()]
+
+    def take(self) -> list:
+        from pipelines.driver import SourceOutcome
+        from pipelines.sources import SourceRef, register_stream
+
+        if self.stopped or time.monotonic() < self._next_discovery:
+            return []
+        self._next_discovery = time.monotonic() + self.DISCOVER_EVERY_S
+        try:
+            names = ray.get(self.actor.discovered.remote(), timeout=30)
+        except ray.exceptions.RayActorError:  # the actor died: a stream's reopen replaces it
+            return []
+        taken = []
+        for name in names:
+            if name in self.reading:  # found again by a replaced actor: its reader was reopened already
+                continue
+            uri = f"{self.url}#{name}"
+            source_id, _ = register_stream(self.index, uri, name)
+            checkpoint = self.index.store.get_checkpoint(checkpoint_key(self.topic, name)) or {}
+            self.epochs[name] = [list(e) for e in checkpoint.get("epochs", [])]
+            self.reading.add(name)
+            log.warning("stream %r on %s: %s", name, self.url, "resuming" if self.epochs[name] else "new")
+            taken.append(SourceOutcome(SourceRef(uri, source_id, given_name=name)))
+        return taken
+
+    def pending(self) -> bool:
+        return not self.stopped
+
+    def _plan(self, name: str, source_id: str) -> StreamPlan:
+        """What the store holds of the stream now: its epochs, the windows to skip, where it ends."""
+        known = self.index.store.get_source(source_id)
+        stored = self.index.store.segments_of_source(source_id)
+        return StreamPlan(name, source_id, tuple(tuple(e) for e in self.epochs[name]),
+                          frozenset(s.start_ns for s in stored), known.ingested_at_ns if known else None,
+                          stored_end_ns=max((s.end_ns for s in stored), default=0))
+
+    def open(self, outcome):
+        plan = self._plan(outcome.ref.given_name, outcome.ref.source_id)
+        return self.actor.segments.remote(plan, self.decode, self.window_ns)
+
+    def reopen(self, outcome, resume_after_ns: int):
+        try:
+            ray.get(self.actor.pid.remote(), timeout=30)
+        except ray.exceptions.RayError:  # the consumer died with it: a new one resumes at the commits
+            log.warning("%s: the topic reader died; starting a new one", self.url)
+            ray.kill(self.actor)
+            self._new_actor()
+        return self.open(outcome)
+
+    def on_segment(self, outcome, segment: Segment) -> None:
+        name = outcome.ref.given_name
+        epoch = segment.meta.get(EPOCH_META)
+        if epoch is not None and list(epoch) not in self.epochs[name]:
+            # Before any segment of the epoch is written, hence before any of it is committed.
+            # Merged with what is stored: another worker may have held the stream before a rebalance.
+            # A store that is down is waited for: nothing of the epoch may be written before it.
+            key = checkpoint_key(self.topic, name)
+            while True:
+                try:
+                    stored = (self.index.store.get_checkpoint(key) or {}).get("epochs", [])
+                    merged = [list(e) for e in sorted({tuple(e) for e in stored} | {tuple(e) for e in self.epochs[name]}
+                                                      | {tuple(epoch)})]
+                    self.index.store.put_checkpoint(key, {"epochs": merged})
+                    break
+                except ConnectionError as exc:
+                    log.error("%s#%s: cannot checkpoint a new epoch (%s); waiting for the store", self.url, name, exc)
+                    time.sleep(1.0)
+            self.epochs[name] = merged
+
+    def durable(self, outcome, t_ns: int, *, final: bool = False) -> None:
+        ref = self.actor.durable.remote(outcome.ref.given_name, t_ns)
+        if final:
+            try:
+                ray.get(ref, timeout=30)
+            except ray.exceptions.RayError as exc:  # not committed: a restart reads it again, skipping what is indexed
+                log.warning("%s: could not report what is durable: %s", self.url, exc)
+
+    def release(self, outcome) -> None:
+        self.reading.discard(outcome.ref.given_name)
+
+    def status(self, outcome) -> dict | None:
+        try:
+            return ray.get(self.actor.get_status.remote(outcome.ref.given_name), timeout=2)
+        except ray.exceptions.RayError:
+            return None
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.actor.stop.remote()
+
+    def close(self) -> None:
+        """Commit what is durable, leave the group."""
+        try:
+            committed = ray.get(self.actor.close.remote(), timeout=60)
+            log.warning("committed offsets on %s: %s", self.url, committed)
+        except ray.exceptions.RayError as exc:
+            log.warning("%s: the last commit failed (a restart reads it again): %s", self.url, exc)
+        ray.kill(self.actor)

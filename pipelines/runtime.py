@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import ray
 
-from operators.align import Aligner
+from operators.align import Aligner, windows
 from operators.base import Operator
 from operators.decode import DecodeConfig, Decoder, MediaError
 from operators.records import Segment
@@ -167,17 +167,7 @@ class SourceActor:
         last_end_ns = 0
         try:
             with decoder:
-                pending: list = []
-                for item in decoder:
-                    pending.append(item)
-                    if len(pending) < 8:
-                        continue
-                    for segment in aligner.process(pending):
-                        count += 1
-                        last_end_ns = segment.span.end_ns
-                        yield segment
-                    pending = []
-                for segment in aligner.process(pending) + aligner.flush(decoder.video_end_ns):
+                for segment in windows(decoder, aligner, video_end_ns=lambda: decoder.video_end_ns):
                     count += 1
                     last_end_ns = segment.span.end_ns
                     yield segment

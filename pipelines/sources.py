@@ -5,8 +5,11 @@ from __future__ import annotations
 import glob
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from indexers.store import SourceInfo
 
 MEDIA_SUFFIXES = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".flv", ".wmv", ".mpg", ".mpeg",
@@ -112,3 +115,19 @@ def stream_name_problem(name: str) -> str | None:
     shown = name if len(name) <= 60 else name[:57] + "..."
     return (f"{shown!r} is not a stream name: use letters, digits, '.', '_' and '-' (at most 128, "
             "starting with a letter or digit)")
+
+
+def live_source_id(name: str) -> str:
+    """A stream's id is a function of its name: restarting ``vidscope live`` continues it."""
+    return "live-" + hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+
+
+def register_stream(index, uri: str, name: str) -> tuple[str, int]:
+    """Record stream ``name`` as a source being ingested; returns its id and wall-clock anchor
+    (a stream seen before keeps its anchor: a restart continues its clock)."""
+    source_id = live_source_id(name)
+    known = index.store.get_source(source_id)
+    anchor = known.ingested_at_ns if known is not None else time.time_ns()
+    index.add_source(SourceInfo(source_id, uri, name, has_video=True, has_audio=True, status="ingesting",
+                                ingested_at_ns=anchor))
+    return source_id, anchor

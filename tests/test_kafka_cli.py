@@ -5,8 +5,8 @@ import json
 from operators.highlights import HighlightScore
 from operators.records import Span
 from pipelines.cli import main
-from pipelines.kafka_events import EventPublisher, check_event
-from pipelines.live import HighlightEvents
+from pipelines.kafka_events import check_event
+from pipelines.live_events import HighlightEvents, Outbox, kafka_sink
 from pipelines.synth import Scene, build_video
 from test_kafka_io import read_topic, topic_url  # noqa: F401 - a fresh topic per call
 
@@ -29,8 +29,8 @@ def test_publish_puts_a_file_on_a_topic_keyed_by_its_name(kafka_bootstrap, topic
 
 def test_live_highlight_events_go_to_the_topic_as_checked_json(kafka_bootstrap, topic_url, tmp_path):  # noqa: F811
     topic, url = topic_url()
-    publisher = EventPublisher(url)
-    events = HighlightEvents("cam", 1_795_000_000 * S, tmp_path / "cam.events.jsonl", publisher=publisher)
+    outbox = Outbox("kafka", kafka_sink(url))
+    events = HighlightEvents("cam", 1_795_000_000 * S, tmp_path / "cam.events.jsonl", sinks=[outbox])
 
     def score(i: int, value: float) -> HighlightScore:
         return HighlightScore(i, "live-cam", Span(i * 2 * S, (i + 1) * 2 * S), value, ("crowd cheering", "loud"),
@@ -38,7 +38,7 @@ def test_live_highlight_events_go_to_the_topic_as_checked_json(kafka_bootstrap, 
 
     for i, value in enumerate([0.1, 0.6, 0.7, 0.1, 0.1, 0.5, 0.1]):
         events.push(score(i, value))
-    publisher.close()
+    assert outbox.close(timeout_s=30) == 0
     records = read_topic(kafka_bootstrap, topic, 2)
     sent = [json.loads(r.value) for r in records]
     for event in sent:

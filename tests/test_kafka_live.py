@@ -122,10 +122,12 @@ def test_a_kafka_stream_survives_a_killed_worker_each_segment_once_and_garbage_g
 @pytest.mark.slow
 def test_a_publish_after_vidscope_restarts_is_indexed_after_what_came_before(kafka_bootstrap, topic_url, tmp_path):  # noqa: F811
     # Issue 10: a redeploy used to place the next publish (seq 0 again) at stream time 0, on windows
-    # already indexed: it was skipped as durable, never checkpointed, and its commits stuck.
+    # already indexed: it was skipped as durable, never checkpointed, and its commits stuck. And the
+    # analysis at the second stop re-scored the whole history with its own shots only, deleting the
+    # first run's cuts: each run's cut (6 s into each publish) must be there at the end.
     first_file, second_file = tmp_path / "a.mp4", tmp_path / "b.mp4"
-    build_video(first_file, (Scene("cat", 12.0),), (), width=320, height=240, gop=30)
-    build_video(second_file, (Scene("coffee", 12.0),), (), width=320, height=240, gop=30)
+    build_video(first_file, (Scene("cat", 6.0), Scene("flower", 6.0)), (), width=320, height=240, gop=30)
+    build_video(second_file, (Scene("coffee", 6.0), Scene("rocket", 6.0)), (), width=320, height=240, gop=30)
     topic, url = topic_url()
     data = tmp_path / "data"
     status_path = data / "live" / "feed.json"
@@ -164,6 +166,11 @@ def test_a_publish_after_vidscope_restarts_is_indexed_after_what_came_before(kaf
     assert runs[1].returncode == 0
     found = spans(data)
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(found, found[1:]))  # nothing overlaps
-    for query, (lo, hi) in (("a cat", (0, 12)), ("a cup of coffee", (14, 26))):
+    for query, (lo, hi) in (("a cat", (0, 6)), ("a cup of coffee", (14, 20))):
         hits = json.loads(cli("search", query, "--data", str(data), "--json").stdout)
         assert hits[0]["source"] == "feed" and lo <= hits[0]["start"] < hi, (query, hits[:2])
+    with sqlite3.connect(data / "vidscope.sqlite3") as db:
+        cuts = [t / S for (t,) in db.execute("select t_ns from cuts order by t_ns")]
+        scored = [t / S for (t,) in db.execute("select start_ns from highlight_scores order by start_ns")]
+    assert [round(t) for t in cuts] == [6, 20], cuts  # the first run's cut is kept beside the second's
+    assert scored[0] == 0.0 and scored[-1] >= 24.0, scored  # both runs' ranges scored

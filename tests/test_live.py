@@ -195,6 +195,46 @@ def test_a_udp_stream_is_searchable_while_it_plays_survives_the_sender_restartin
     assert summary["chapters"] and "cat" in summary["text"].lower()
 
 
+@pytest.mark.slow
+def test_a_stream_whose_reader_is_killed_gets_a_new_one_and_goes_on(tmp_path):
+    # Issue 10, hole 4: a reader actor that died ended its stream for good (and a replacement
+    # would have taken the first stream's anchor). Now the stream gets a fresh reader with its own
+    # anchor, placed after what was read: the coffee, shown only after the kill, is found.
+    video = tmp_path / "feed.mp4"
+    build_video(video, (Scene("cat", 10.0), Scene("coffee", 12.0)), (), width=320, height=240, gop=30)
+    port, data = free_udp_port(), tmp_path / "data"
+    status_path = data / "live" / "cam.json"
+    live = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "live", f"udp://127.0.0.1:{port}", "--name", "cam",
+                             "--data", str(data), "--no-speech", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    sender = None
+    try:
+        first = wait_for(lambda: read_status(status_path), 120, "the live pipeline to start")
+        sender = send(video, port, 22)
+        wait_for(lambda: (read_status(status_path) or {}).get("segments_indexed", 0) >= 2, 30, "a first segment indexed")
+        os.kill(first["reader_pid"], signal.SIGKILL)
+        after = wait_for(lambda: (s := read_status(status_path)) and s.get("restarts") == 1
+                         and s["reader_pid"] != first["reader_pid"] and s, 30, "the reader replaced")
+        sender.wait(timeout=40)
+        time.sleep(2)
+    finally:
+        if sender is not None:
+            sender.kill()
+        live.send_signal(signal.SIGTERM)
+        out, err = live.communicate(timeout=120)
+    assert live.returncode == 0, err[-2000:]
+    (report,) = json.loads(out)
+    assert report["error"] is None and report["restarts"] == 1, report
+    assert after["state"] in ("streaming", "connecting", "reconnecting")
+    with sqlite3.connect(data / "vidscope.sqlite3") as db:
+        spans = db.execute("select start_ns, end_ns from segments order by start_ns").fetchall()
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))  # the new reader goes after the old
+    hits = json.loads(cli("search", "a cup of coffee", "--data", str(data), "--json").stdout)
+    top = hits[0]["description"].lower() if hits else ""
+    assert hits[0]["source"] == "cam" and any(w in top for w in ("coffee", "espresso", "cup")), hits[:2]
+    assert hits[0]["start"] >= spans[0][0] / S + 8.0  # from the second reader: the feed's coffee starts at 10 s
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

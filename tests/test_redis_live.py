@@ -1,5 +1,6 @@
 """A live stream into Redis: its status and checkpoints are kept there, highlight events go out on
-pub/sub, and Redis being killed and restarted mid-stream loses nothing."""
+pub/sub, and Redis killed mid-stream and down for a minute loses nothing: the driver holds what it
+indexed until the store returns (issue 10, hole 4)."""
 
 import json
 import os
@@ -28,13 +29,13 @@ def status_of(client: redis.Redis, name: str) -> dict:
     return json.loads(data) if data else {}
 
 
-def test_a_live_stream_rides_out_a_redis_restart_and_publishes_its_highlights(tmp_path):
+def test_a_live_stream_rides_out_a_minute_without_redis_and_publishes_its_highlights(tmp_path):
     if REDIS_SERVER is None:
         pytest.fail("redis-server is not installed (make test installs it)")
     server = RedisServer(data_dir=tmp_path)  # append-only file: a restart keeps what was acknowledged
     server.start()
     video = tmp_path / "feed.mp4"
-    build_video(video, (Scene("cat", 10.0), Scene("rocket", 10.0)), (Sound("crowd", 13.0, 4.0),), width=320, height=240,
+    build_video(video, (Scene("cat", 40.0), Scene("rocket", 44.0)), (Sound("crowd", 13.0, 4.0),), width=320, height=240,
                 gop=30)
     port = free_udp_port()
     live = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "live", f"udp://127.0.0.1:{port}", "--name", "cam",
@@ -58,16 +59,17 @@ def test_a_live_stream_rides_out_a_redis_restart_and_publishes_its_highlights(tm
     try:
         wait_for(lambda: status_of(client, "cam") or live.poll() is not None, 120, "the stream's status in Redis")
         assert live.poll() is None, live.communicate()[1][-3000:]
-        sender = send(video, port, 20)
+        sender = send(video, port, 84)
         wait_for(lambda: status_of(client, "cam").get("segments_indexed", 0) >= 2, 30, "2 segments indexed")
-        server.kill()  # as a crash, mid-stream
-        time.sleep(1.0)
+        server.kill()  # as a crash, mid-stream; it stays down for a minute (the store used to give up after ~5.5 s)
+        time.sleep(60.0)
+        assert live.poll() is None, live.communicate()[1][-3000:]
         server.start()
         client = server.client()
         threading.Thread(target=listen, daemon=True).start()
         listening.wait(5)
         indexed_after_restart = status_of(client, "cam").get("segments_indexed", 0)
-        wait_for(lambda: status_of(client, "cam").get("segments_indexed", 0) >= 9, 40, "the stream to go on after the restart")
+        wait_for(lambda: status_of(client, "cam").get("segments_indexed", 0) >= 38, 60, "the stream to go on after the restart")
         sender.wait(timeout=30)
         try:
             wait_for(lambda: events, 20, "a highlight event on pub/sub")
@@ -84,13 +86,13 @@ def test_a_live_stream_rides_out_a_redis_restart_and_publishes_its_highlights(tm
     try:
         assert live.returncode == 0, err[-3000:]
         (report,) = json.loads(out)
-        assert report["error"] is None and report["segments_indexed"] >= 9
+        assert report["error"] is None and report["segments_indexed"] >= 40
         # Nothing written before the crash was lost, nothing after it missed: the windows are contiguous.
         starts = sorted(json.loads(v)[1] for v in client.hvals("vidscope:segments"))  # [source_id, start_ns, ...]
         assert len(starts) == report["segments_indexed"] and indexed_after_restart < len(starts)
         assert all(b - a == 2 * S for a, b in zip(starts, starts[1:])), starts
         status = status_of(client, "cam")
-        assert status["name"] == "cam" and status["segments_dropped"] == 0
+        assert status["name"] == "cam" and status["segments_dropped"] == 0 and status["segments_thinned"] == 0
         crowd = [e for e in events if e["type"] == "highlight" and {"crowd", "cheering", "crowd cheering", "applause"} & set(e["labels"])]
         first = starts[0] / S
         assert crowd and any(first + 11 <= e["stream_start"] <= first + 17 for e in crowd), (first, events)
