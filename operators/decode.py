@@ -292,7 +292,11 @@ class Decoder:
                 for packet in self._container.demux(streams):
                     yield packet
                 return
-            except (av.InvalidDataError, av.EOFError) as exc:
+            except (av.InvalidDataError, av.EOFError, av.MemoryError, IndexError) as exc:
+                # Found by bench/fuzz.py: a damaged sample size makes the MP4 demuxer ask for more
+                # memory than there is (ENOMEM, for that packet only); PyAV (18.1) raises
+                # IndexError for a packet of a stream that appeared after the header (a damaged
+                # TS announces one). Both are skipped like any damaged packet.
                 failures += 1
                 self.stats.damaged_packets += 1
                 if failures > MAX_DEMUX_ERRORS:
