@@ -93,9 +93,11 @@ class SegmentIndex:
         """Record or update a source (its status too: pass ``dataclasses.replace(source, status="done")``)."""
         self.store.upsert_source(source)
 
-    def save(self) -> None:
-        """Persist the FAISS indexes that changed (atomically; nothing is written if none did)."""
-        self.vectors.save()
+    def save(self, *, only_if_due: bool = False) -> None:
+        """Persist the FAISS indexes that changed (atomically; nothing is written if none did).
+        ``only_if_due``: only those whose change since their snapshot is large (a live run's
+        periodic save: what is committed is searchable anyway, replayed from the store)."""
+        self.vectors.save(only_if_due=only_if_due)
 
     def counts(self) -> dict[str, int]:
         """Vectors per space."""

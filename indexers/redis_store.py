@@ -10,6 +10,8 @@ is how it is kept. Keys, all under ``<prefix>:`` (default ``vidscope``)::
     space:<space>           hash    dim, revision
     vectors:<space>         hash    id -> little-endian float32 bytes
     vector_ids:<space>      zset    lex members id, for paging in id order
+    vector_revs:<space>     zset    id scored by the revision that wrote its vector
+    vector_gone:<space>     zset    id scored by the revision that removed its vector
     cuts:<src>              string  JSON [[t_ns, score], ...] in time order
     summary:<src>           string  JSON
     highlights              hash    id -> JSON
@@ -319,11 +321,11 @@ class RedisStore:
                 if written:
                     pipe.hset(self._key("vectors", space),
                               mapping={hex64(sid): v.tobytes() for sid, v in written.items()})
+                    pipe.zadd(self._key("vector_revs", space), {hex64(sid): revision for sid in written})
                 if added:
                     pipe.zadd(self._key("vector_ids", space), {hex64(sid): 0 for sid in added})
                 if removed:
-                    pipe.hdel(self._key("vectors", space), *map(hex64, removed))
-                    pipe.zrem(self._key("vector_ids", space), *map(hex64, removed))
+                    self._queue_removal(pipe, space, revision, removed)
                 pipe.hset(self._key("space", space), mapping={"dim": dim, "revision": revision})
 
         return changes, queue
@@ -389,8 +391,7 @@ class RedisStore:
                 pipe.zrem(key, member)
                 pipe.srem(self._key("highlights_of", src), member[16:32])  # highlights are keyed by segment id
             for space, dim, revision, removed in removals:
-                pipe.hdel(self._key("vectors", space), *map(hex64, removed))
-                pipe.zrem(self._key("vector_ids", space), *map(hex64, removed))
+                self._queue_removal(pipe, space, revision, removed)
                 pipe.hset(self._key("space", space), mapping={"dim": dim, "revision": revision})
             if source_id is not None:
                 if owned:
@@ -446,6 +447,37 @@ class RedisStore:
     def _dim(self, space: str) -> int:
         dim = self._read("read a vector space", lambda: self._redis.hget(self._key("space", space), "dim"))
         return 0 if dim is None else int(dim)
+
+    def _queue_removal(self, pipe, space: str, revision: int, removed: list[int]) -> None:
+        members = list(map(hex64, removed))
+        pipe.hdel(self._key("vectors", space), *members)
+        pipe.zrem(self._key("vector_ids", space), *members)
+        pipe.zrem(self._key("vector_revs", space), *members)
+        pipe.zadd(self._key("vector_gone", space), {m: revision for m in members})
+
+    def vector_changes(self, space: str, since_revision: int) -> VectorChange | None:
+        """What changed in ``space`` after ``since_revision`` (see ``SqliteStore.vector_changes``);
+        None when this store cannot say (vectors written before revisions were kept per id)."""
+        def read():
+            with self._redis.pipeline() as pipe:  # MULTI: the revision and the ids that make it
+                pipe.hmget(self._key("space", space), ["dim", "revision"])
+                pipe.hlen(self._key("vectors", space))
+                pipe.zcard(self._key("vector_revs", space))
+                pipe.zrangebyscore(self._key("vector_revs", space), f"({since_revision}", "+inf")
+                pipe.zrangebyscore(self._key("vector_gone", space), f"({since_revision}", "+inf")
+                return pipe.execute()
+
+        (dim, revision), count, tracked, written, removed = self._read("read what changed in a vector space", read)
+        if dim is None or tracked != count:
+            return None
+        # Read after the revision: a vector rewritten since comes newer (the next catch-up sees
+        # its revision again and rewrites it once more); one removed since is left out here.
+        blobs = (self._read("read vectors", lambda: self._redis.hmget(self._key("vectors", space), written))
+                 if written else [])
+        found = [(int64(m), blob) for m, blob in zip(written, blobs) if blob is not None]
+        ids, vectors = unpack([sid for sid, _ in found], [blob for _, blob in found], int(dim))
+        return VectorChange(space=space, revision=int(revision), written_ids=ids, written_vectors=vectors,
+                            replaced_ids=ids, removed_ids=np.asarray([int64(m) for m in removed], np.int64))
 
     def get_vectors(self, space: str, segment_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(ids int64 [n], vectors float32 [n, dim])`` for the ids that have a vector in ``space``, by id."""

@@ -52,14 +52,19 @@ CREATE INDEX IF NOT EXISTS highlights_by_source ON highlight_scores(source_id, s
 CREATE TABLE IF NOT EXISTS summaries (source_id TEXT PRIMARY KEY, summary TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (
-    space TEXT NOT NULL, segment_id INTEGER NOT NULL, vector BLOB NOT NULL,
+    space TEXT NOT NULL, segment_id INTEGER NOT NULL, vector BLOB NOT NULL, revision INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (space, segment_id));
+CREATE TABLE IF NOT EXISTS vector_removals (
+    space TEXT NOT NULL, segment_id INTEGER NOT NULL, revision INTEGER NOT NULL, PRIMARY KEY (space, segment_id));
 """
+_AFTER_COLUMNS = "CREATE INDEX IF NOT EXISTS vectors_by_revision ON vectors(space, revision);"
+"""Made once every added column exists (an older file gains ``vectors.revision`` first)."""
 
 _SOURCE_COLUMNS = "source_id, uri, name, duration_ns, has_video, has_audio, ingested_at_ns, status, error"
 _SEGMENT_COLUMNS = ("segment_id, source_id, start_ns, end_ns, description, labels, events, transcript, loudness_db, "
                     "visual_scores, audio_scores")
-_ADDED_COLUMNS = {"segments": ("visual_scores BLOB", "audio_scores BLOB")}
+_ADDED_COLUMNS = {"segments": ("visual_scores BLOB", "audio_scores BLOB"),
+                  "vectors": ("revision INTEGER NOT NULL DEFAULT 0",)}
 """Columns added since schema 1 was first written: an older file gains them (NULL) when opened."""
 
 
@@ -139,6 +144,7 @@ class SqliteStore:
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)  # idempotent: every statement is IF NOT EXISTS
                 self._add_columns()
+                self._db.executescript(_AFTER_COLUMNS)
                 with self._transaction():
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                     self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
@@ -265,19 +271,24 @@ class SqliteStore:
         removed = [sid for sid in old if space not in vectors[sid]]
         if not written and not removed:
             return None
+        row = self._db.execute("SELECT revision FROM vector_spaces WHERE space=?", (space,)).fetchone()
+        revision = (row[0] if row else 0) + 1
+        # Each row keeps the revision that wrote it, each removal its own: what changed after a
+        # revision can be read back (``vector_changes``), so an index saved then catches up.
         self._db.executemany(
-            "INSERT INTO vectors (space, segment_id, vector) VALUES (?, ?, ?) "
-            "ON CONFLICT(space, segment_id) DO UPDATE SET vector=excluded.vector",
-            [(space, sid, vec.tobytes()) for sid, vec in written.items()],
+            "INSERT INTO vectors (space, segment_id, vector, revision) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(space, segment_id) DO UPDATE SET vector=excluded.vector, revision=excluded.revision",
+            [(space, sid, vec.tobytes(), revision) for sid, vec in written.items()],
         )
         for chunk in _chunks(removed):
             self._db.execute(f"DELETE FROM vectors WHERE space=? AND segment_id IN ({_marks(len(chunk))})", (space, *chunk))
+        self._db.executemany("INSERT OR REPLACE INTO vector_removals VALUES (?, ?, ?)",
+                             [(space, sid, revision) for sid in removed])
         self._db.execute(
             "INSERT INTO vector_spaces (space, dim, revision) VALUES (?, ?, 1) "
             "ON CONFLICT(space) DO UPDATE SET revision=revision+1",
             (space, dims[space]),
         )
-        (revision,) = self._db.execute("SELECT revision FROM vector_spaces WHERE space=?", (space,)).fetchone()
         return VectorChange(
             space=space,
             revision=revision,
@@ -373,6 +384,29 @@ class SqliteStore:
                 return
             yield self._unpack(space, rows)
             after = rows[-1][0]
+
+    def vector_changes(self, space: str, since_revision: int) -> VectorChange | None:
+        """What changed in ``space`` after ``since_revision``, as one change to apply (its
+        ``revision`` the space's now; ``replaced_ids`` every written id: which of them an index
+        already holds is the index's to know). None when this file cannot say (written before
+        revisions were kept per row)."""
+        with self._lock:
+            self._db.execute("BEGIN")  # one read transaction: the revision and the rows that make it
+            try:
+                row = self._db.execute("SELECT dim, revision FROM vector_spaces WHERE space=?", (space,)).fetchone()
+                written = self._db.execute("SELECT segment_id, vector FROM vectors WHERE space=? AND revision > ? "
+                                           "ORDER BY segment_id", (space, since_revision)).fetchall()
+                removed = [sid for (sid,) in self._db.execute(
+                    "SELECT segment_id FROM vector_removals WHERE space=? AND revision > ?", (space, since_revision))]
+            except sqlite3.OperationalError:  # a read-only file from before the columns existed
+                return None
+            finally:
+                self._db.execute("COMMIT")
+        if row is None:
+            return None
+        ids, vectors = self._unpack(space, written)
+        return VectorChange(space=space, revision=row[1], written_ids=ids, written_vectors=vectors, replaced_ids=ids,
+                            removed_ids=_ids(removed))
 
     def _unpack(self, space: str, rows: list[tuple[int, bytes]]) -> tuple[np.ndarray, np.ndarray]:
         if not rows:

@@ -15,6 +15,15 @@ A save writes each changed index to ``<file>.tmp``, fsyncs it and renames it to 
 manifest uses yet, then replaces ``manifest.json`` the same way, and only then deletes the files
 the new manifest no longer names. A crash anywhere before the manifest rename leaves the previous
 manifest naming the previous, untouched files.
+
+Snapshot and log. A file is a snapshot of its space at a ``revision``; the store keeps, per
+vector, the revision that wrote it and, per removal, the one that removed it: its log. Opening
+a folder loads each snapshot and replays what the store changed after it (``vector_changes``),
+and a writer that finds another's revisions between its own (workers sharing a Redis store)
+replays them too: neither rebuilds. So a live run need not rewrite its files to stay readable:
+``save(only_if_due=True)``, every couple of seconds, writes a space again only once what changed
+since its snapshot reaches ``snapshot_fraction`` of it (and ``snapshot_min_changes``); saves
+cost what was added, not what the index holds.
 """
 
 from __future__ import annotations
@@ -63,6 +72,10 @@ class VectorIndexConfig:
     ivf_nlist: int = 1024
     ivf_nprobe: int = 32
     ivf_train_vectors: int = 100_000
+    snapshot_min_changes: int = 2048
+    snapshot_fraction: float = 0.25
+    """``save(only_if_due=True)`` rewrites a space once this many vectors, and this share of its
+    snapshot, were written or removed since the snapshot; until then opening replays them."""
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
@@ -85,10 +98,11 @@ class VectorIndexConfig:
 class _Space:
     """One loaded index and what it reflects: the store ``revision`` it matches and its file."""
 
-    __slots__ = ("name", "index", "kind", "nlist", "revision", "file")
+    __slots__ = ("name", "index", "kind", "nlist", "revision", "file", "changed")
 
     def __init__(self, name: str, index: faiss.Index, revision: int, file: str | None) -> None:
         self.name, self.index, self.revision, self.file = name, index, revision, file
+        self.changed = 0  # vectors written or removed since the snapshot in ``file``
         inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
         if isinstance(index, faiss.IndexIVF):
             self.kind, self.nlist = "ivf", index.nlist
@@ -148,6 +162,8 @@ class VectorIndexes:
                 self._unsaved.add(name)
             else:
                 self._spaces[name] = space
+                if space.changed:  # replayed from the store's log: a full save() brings its snapshot level
+                    self._unsaved.add(name)
         self._rebuild_stale()
 
     # -- reading ----------------------------------------------------------------------------------
@@ -172,9 +188,9 @@ class VectorIndexes:
             reason = "no saved index"
         elif manifest["store_id"] != self._store.store_id:
             reason = "the saved index belongs to another database"
-        elif (entry["revision"], entry["count"], entry["dim"]) != (state.revision, state.count, state.dim):
-            reason = (f"the saved index (revision {entry['revision']}, {entry['count']} vectors) does not match "
-                      f"the store (revision {state.revision}, {state.count} vectors)")
+        elif entry["dim"] != state.dim or entry["revision"] > state.revision:
+            reason = (f"the saved index (revision {entry['revision']}, {entry['dim']}-d) is not an earlier state of "
+                      f"the store (revision {state.revision}, {state.dim}-d)")
         else:
             path = self.folder / entry["file"]
             try:
@@ -182,11 +198,20 @@ class VectorIndexes:
             except RuntimeError as exc:  # FAISS raises RuntimeError for missing and damaged files alike
                 reason = f"{path.name} is missing or unreadable ({str(exc).splitlines()[0]})"
             else:
-                if index.ntotal == state.count and index.d == state.dim:
-                    space = _Space(name, index, state.revision, entry["file"])
+                space = _Space(name, index, entry["revision"], entry["file"])
+                if index.ntotal != entry["count"] or index.d != state.dim:
+                    reason = f"{path.name} holds {index.ntotal} {index.d}-d vectors, its manifest says {entry['count']}"
+                elif space.revision < state.revision and not self._catch_up(space):
+                    reason = f"what the store changed after revision {space.revision} cannot be replayed on it"
+                elif space.count != state.count:
+                    reason = (f"replayed to revision {space.revision} it holds {space.count} vectors, the store "
+                              f"{state.count}")
+                else:
+                    if entry["revision"] < state.revision:
+                        log.info("vector index %s: snapshot at revision %d, replayed to %d from the store", name,
+                                 entry["revision"], space.revision)
                     self._tune(space)
                     return space
-                reason = f"{path.name} holds {index.ntotal} {index.d}-d vectors, the store {state.count} {state.dim}-d"
         log.warning("vector index %s: %s; rebuilding it from the store", name, reason)
         return None
 
@@ -257,32 +282,73 @@ class VectorIndexes:
     # -- writing ----------------------------------------------------------------------------------
 
     def apply(self, changes: Sequence[VectorChange]) -> None:
-        """Bring the indexes level with a committed upsert. A change the index cannot take in
-        place (HNSW replace/remove, a space that outgrew its layout, a revision gap left by
-        another writer) marks the space for a rebuild from the store before its next use."""
+        """Bring the indexes level with a committed upsert. Revisions another writer made in
+        between are replayed from the store first. A change the index cannot take in place (HNSW
+        replace/remove, a space that outgrew its layout) marks the space for a rebuild from the
+        store before its next use."""
         with self._lock:
             for change in changes:
                 self._unsaved.add(change.space)
                 space = self._spaces.get(change.space)
-                if space is None or change.space in self._stale or space.revision + 1 != change.revision:
+                if space is None and change.revision == 1 and change.space not in self._stale:
+                    space = self._first(change)  # a space's first vectors: nothing to rebuild from
+                if space is None or change.space in self._stale:
                     self._stale.add(change.space)
-                    continue
-                gone = np.concatenate([change.replaced_ids, change.removed_ids])
-                if len(gone) and space.kind == "hnsw":
+                elif space.revision + 1 != change.revision:  # another writer's revisions in between
+                    if not self._catch_up(space):  # the store's changes since, this one among them
+                        self._stale.add(change.space)
+                elif not self._take(space, change, replay=False):
                     self._stale.add(change.space)
-                    continue
-                if len(gone):
-                    space.index.remove_ids(gone)
-                if len(change.written_ids):
-                    space.index.add_with_ids(change.written_vectors, change.written_ids)
-                space.revision = change.revision
-                if not space.fits(self.config):
+                if space is not None and not space.fits(self.config):
                     self._stale.add(change.space)
 
-    def save(self) -> None:
+    def _first(self, change: VectorChange) -> _Space | None:
+        """An empty index for a space's first revision (IVF needs training: built from the store)."""
+        kind, _ = self.config.layout(len(change.written_ids))
+        if kind == "ivf":
+            return None
+        space = self._spaces[change.space] = _Space(change.space, self._empty(kind, change.written_vectors.shape[1]), 0, None)
+        self._tune(space)
+        return space
+
+    def _take(self, space: _Space, change: VectorChange, *, replay: bool) -> bool:
+        """Apply ``change`` in place; False if this index cannot (HNSW cannot remove). In a replay
+        ``replaced_ids`` is every written id: only those the index holds are replaced."""
+        gone = np.concatenate([change.replaced_ids, change.removed_ids])
+        if len(gone) and space.kind == "hnsw":
+            if not replay:
+                return False
+            held = faiss.vector_to_array(space.index.id_map)
+            if np.isin(gone, held).any():
+                return False
+            gone = gone[:0]
+        if len(gone):
+            space.index.remove_ids(gone)
+        if len(change.written_ids):
+            space.index.add_with_ids(change.written_vectors, change.written_ids)
+        space.revision = change.revision
+        space.changed += len(change.written_ids) + len(change.removed_ids)
+        return True
+
+    def _catch_up(self, space: _Space) -> bool:
+        """Replay on ``space`` what the store changed after its revision; False if it cannot."""
+        change = self._store.vector_changes(space.name, space.revision)
+        if change is None or change.revision < space.revision:
+            return False
+        if change.revision == space.revision:
+            return True
+        return self._take(space, change, replay=True)
+
+    def save(self, *, only_if_due: bool = False) -> None:
         """Write every index that changed since the last save, atomically (see the module doc).
-        Does nothing, and touches no file, when nothing changed."""
+        Does nothing, and touches no file, when nothing changed. ``only_if_due``: only the spaces
+        whose change since their snapshot is large enough (``snapshot_fraction``); the others
+        are read back from the store's log when the folder is opened."""
         with self._lock:
+            if only_if_due:
+                due = {name for name, space in self._spaces.items() if self._snapshot_due(space)}
+                if not (due or self._stale or set(self._unsaved) - set(self._spaces)):
+                    return
             self._rebuild_stale()
             if not self._unsaved or self.read_only:
                 return
@@ -293,21 +359,31 @@ class VectorIndexes:
                 entries = {}
                 for name, space in sorted(self._spaces.items()):
                     entry = reusable.get(name)
-                    keep = (name not in self._unsaved and entry is not None and entry["file"] == space.file
-                            and entry["revision"] == space.revision and (self.folder / entry["file"]).exists())
+                    keep = (entry is not None and entry["file"] == space.file and (self.folder / entry["file"]).exists()
+                            and (name not in self._unsaved or (only_if_due and not self._snapshot_due(space))))
                     if not keep:
                         entry = {"file": f"{name}.{generation}.faiss", "kind": space.kind, "dim": int(space.index.d),
                                  "count": space.count, "revision": space.revision}
                         _write_index(space.index, self.folder / entry["file"])
+                        space.changed = 0
                     entries[name] = entry
+                if on_disk and on_disk["store_id"] == self._store.store_id and entries == on_disk["spaces"]:
+                    self._unsaved = {name for name, space in self._spaces.items() if space.changed}
+                    return  # every snapshot kept: nothing to write
                 _fsync_dir(self.folder)
                 manifest = {"format": MANIFEST_FORMAT, "store_id": self._store.store_id, "generation": generation,
                             "spaces": entries}
                 _write_bytes(self.folder / MANIFEST, json.dumps(manifest, indent=1).encode())
                 for name, space in self._spaces.items():
                     space.file = entries[name]["file"]
-                self._unsaved.clear()
+                self._unsaved = {name for name, space in self._spaces.items() if space.changed}
                 self._remove_unreferenced({e["file"] for e in entries.values()})
+
+    def _snapshot_due(self, space: _Space) -> bool:
+        if space.file is None:
+            return True
+        snapshot = max(space.count - space.changed, 0)
+        return space.changed >= max(self.config.snapshot_min_changes, self.config.snapshot_fraction * snapshot)
 
     def _remove_unreferenced(self, keep: set[str]) -> None:
         for path in self.folder.iterdir():

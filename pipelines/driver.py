@@ -163,6 +163,7 @@ class Driver:
         self.media_ns_done = 0
         self.stopping = False
         self.next_save = time.monotonic() + SAVE_EVERY_S
+        self.save_seconds = 0.0  # the last periodic save's
         self.deferred: list[tuple[Callable[[dict | None], None], dict | None]] = []  # summaries waiting for the store
         self._scored_at = 0
         self.store_down_since: float | None = None  # the store (Redis) unreachable since then: records wait
@@ -272,12 +273,15 @@ class Driver:
                 self.outputs.score(src.outcome, src.shot_results, self._horizon(src))
         if self.kind.live and time.monotonic() >= self.next_save:
             self.next_save = time.monotonic() + SAVE_EVERY_S
-            self.index.save()  # searchable from other processes without a rebuild
+            started = time.perf_counter()
+            self.index.save(only_if_due=True)  # a snapshot when one is due; readers replay the rest from the store
+            self.save_seconds = time.perf_counter() - started
             for src in self.active:
                 if (durable_ns := self._durable_ns(src)) is not None:
                     self.kind.durable(src.outcome, durable_ns)
                 if self.outputs is not None and (status := self.kind.status(src.outcome)) is not None:
                     status.update(segments_indexed=src.outcome.segments_indexed, segments_failed=src.outcome.segments_failed,
+                                  save_seconds=round(self.save_seconds, 4),
                                   restarts=status.get("restarts", 0) + src.outcome.restarts)
                     self.outputs.write_status(src.outcome, status, stopping=self.stopping)
 
@@ -505,8 +509,8 @@ class Driver:
             if outcome.report is None or not outcome.segments_indexed:
                 self._retire(src)
                 continue
-            if self.kind.live:  # everything it gave is written: save, then say so
-                self.index.save()
+            if self.kind.live:  # everything it gave is written (committed: durable): say so
+                self.index.save(only_if_due=True)
                 if (durable_ns := self._durable_ns(src)) is not None:
                     self.kind.durable(outcome, durable_ns, final=True)
             if self.outputs is not None:  # the last highlight event goes out before the summary

@@ -313,7 +313,7 @@ def test_a_crash_mid_save_leaves_the_previous_index_readable(tmp_path, caplog):
         assert ids_in(tmp_path / INDEX_DIR / entry["file"]) == had_vector
 
     with caplog.at_level(logging.INFO, logger="indexers.vectors"), SegmentIndex(tmp_path) as index:
-        assert "does not match the store" in caplog.text  # rebuilt from SQLite, which had the new batch
+        assert "replayed to 2 from the store" in caplog.text  # the previous snapshot + SQLite's newer rows
         assert index.counts()["visual"] == 60
         hit = Searcher(index, stand_in_query).search_vector(new[4].embeddings["audio"], top_k=1)[0]
         assert hit.segment_ids == (new[4].segment_id,)
@@ -438,3 +438,31 @@ def test_minilm_finds_the_cat_first(tmp_path, minilm):
         assert [m.source_id for m in searcher.search("a cat", top_k=3)][0] == "cat"
         assert searcher.search("people cheering", top_k=3)[0].source_id == "crowd"
         assert searcher.search("a hot drink", top_k=3)[0].source_id == "coffee"
+
+
+def test_a_save_after_a_few_segments_rewrites_nothing_and_a_reader_replays_them_from_the_store(tmp_path, caplog):
+    # Issue 10, hole 6: every live save rewrote every FAISS file in full (a day of one stream:
+    # ~0.5 GB every 2 s). Now a save costs what changed: a small change stays in the store's log.
+    first, more = random_records(200), random_records(12, seed=3, prefix="more")
+    with SegmentIndex(tmp_path) as index:
+        index.upsert(first)
+    files = {p.name: p.stat().st_mtime_ns for p in (tmp_path / INDEX_DIR).iterdir()}
+    index = SegmentIndex(tmp_path)
+    index.upsert(more)
+    index.delete_segments([first[0].segment_id])
+    index.save(only_if_due=True)  # what a live run does every couple of seconds
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / INDEX_DIR).iterdir()} == files  # nothing written
+    with caplog.at_level(logging.INFO, logger="indexers.vectors"):
+        reader = SegmentIndex(tmp_path, read_only=True)
+    assert "building" not in caplog.text and "replayed to" in caplog.text  # snapshot + log, no rebuild
+    search = Searcher(reader, stand_in_query)
+    assert search.search_vector(more[5].embeddings["audio"], top_k=1)[0].segment_ids == (more[5].segment_id,)
+    assert first[0].segment_id not in {i for m in search.search_vector(first[0].embeddings["audio"], top_k=5)
+                                       for i in m.segment_ids}  # the removal is replayed too
+    assert reader.counts()["visual"] == 211
+    reader.close()
+    for n in range(2, 12):  # once the change is a quarter of the snapshot (and 2,048 vectors), one is written
+        index.upsert(random_records(300, seed=100 + n, prefix=f"batch{n}"))
+        index.save(only_if_due=True)
+    assert saved_files(tmp_path)["visual"]["count"] > 211
+    index.close()

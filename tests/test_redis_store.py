@@ -378,7 +378,7 @@ def test_keys_live_under_the_prefix_and_vectors_are_little_endian_float32(redis_
     keys = {k.decode().removeprefix(prefix + ":") for k in admin.keys(f"{prefix}:*")}
     assert {k for k in keys if not k.startswith("batch:")} == {
         "meta", "segments", "segments_by_time:src0",
-        *(f"{kind}:{space}" for kind in ("space", "vectors", "vector_ids")
+        *(f"{kind}:{space}" for kind in ("space", "vectors", "vector_ids", "vector_revs")
           for space in ("visual", "audio", "speech", "all", "image"))}
     assert admin.type(f"{prefix}:segments_by_time:src0") == admin.type(f"{prefix}:vector_ids:visual") == b"zset"
     raw = admin.hget(f"{prefix}:vectors:visual", f"{records[0].segment_id + 2**63:016x}")
@@ -570,3 +570,42 @@ def test_vector_indexes_run_on_a_redis_store(redis_server, tmp_path, caplog):
         assert reopened.counts() == {"all": 29, "audio": 29, "image": 29, "speech": 10, "visual": 30}
     assert "building" not in caplog.text  # the saved files match the Redis store's revisions: nothing rebuilt
     assert reopened.search("visual", basis(5)[None], 1)[1][0, 0] == target.segment_id
+
+
+def test_what_changed_after_a_revision_is_read_back_as_one_change(store):
+    first, second = random_records(10), random_records(5, seed=2, prefix="b")
+    store.upsert_segments(first)
+    since = revisions(store, ["visual"])["visual"]
+    store.upsert_segments(second)
+    store.delete_segments([first[0].segment_id])
+    change = store.vector_changes("visual", since)
+    assert change.revision == since + 2
+    assert sorted(change.written_ids.tolist()) == sorted(r.segment_id for r in second)
+    by_id = {r.segment_id: r.embeddings["visual"] for r in second}
+    for sid, vector in zip(change.written_ids, change.written_vectors):
+        np.testing.assert_allclose(vector, by_id[int(sid)], atol=1e-6)
+    assert change.removed_ids.tolist() == [first[0].segment_id]
+    nothing = store.vector_changes("visual", change.revision)
+    assert (nothing.revision, len(nothing.written_ids), len(nothing.removed_ids)) == (change.revision, 0, 0)
+
+
+@needs_redis
+def test_two_workers_on_one_redis_store_replay_each_others_writes_instead_of_rebuilding(redis_server, tmp_path, caplog):
+    # Issue 10, hole 6: with a shared store each worker rebuilt its indexes from scratch whenever
+    # another had written in between its own writes.
+    prefix = fresh_prefix()
+    store_a, store_b = RedisStore(redis_server.url, prefix=prefix), RedisStore(redis_server.url, prefix=prefix)
+    a = VectorIndexes(tmp_path / "a", store_a, VectorIndexConfig())
+    a.apply(store_a.upsert_segments(random_records(20)))
+    b = VectorIndexes(tmp_path / "b", store_b, VectorIndexConfig())  # its first open builds from the store
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="indexers.vectors"):
+        for n in range(4):
+            a.apply(store_a.upsert_segments(random_records(5, seed=10 + n, prefix=f"a{n}-")))
+            b.apply(store_b.upsert_segments(random_records(5, seed=20 + n, prefix=f"b{n}-")))
+    assert "building" not in caplog.text  # each caught up by replaying the other's revisions
+    assert b.counts()["visual"] == 60 and a.counts()["visual"] == 55  # a has not seen b's last batch yet
+    for target in random_records(5, seed=13, prefix="a3-"):  # a's last batch, found by b
+        assert b.search("visual", target.embeddings["visual"][None], 1)[1][0, 0] == target.segment_id
+    store_a.close()
+    store_b.close()
