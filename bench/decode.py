@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from operators.align import Aligner  # noqa: E402
-from operators.decode import DecodeConfig, Decoder  # noqa: E402
+from operators.media.align import Aligner  # noqa: E402
+from operators.media.decode import DecodeConfig, Decoder  # noqa: E402
 
 
 def children_cpu() -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.synth import Scene, Sound, Speech, build_video, find_ffmpeg  # noqa: E402
+from pipelines.demo.synth import Scene, Sound, Speech, build_video, find_ffmpeg  # noqa: E402
 
 KINDS = ("bitflip", "truncate", "header", "garbage", "duplicate")
 

@@ -31,7 +31,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import psutil  # noqa: E402
 
-from operators.decode import DecodeConfig  # noqa: E402
+from operators.media.decode import DecodeConfig  # noqa: E402
 from pipelines import synth  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
@@ -65,11 +65,11 @@ def ffmpeg_floor(path: Path) -> tuple[float, float]:
 
 def stage_costs(path: Path, config) -> dict[str, float]:
     """CPU-seconds of each stage run alone in this process over the whole file (set-up excluded)."""
-    from operators.align import Aligner
-    from operators.decode import Decoder
-    from operators.fuse import Observations
+    from operators.media.align import Aligner
+    from operators.media.decode import Decoder
+    from operators.analysis.fuse import Observations
     from operators.records import seconds_to_ns
-    from pipelines.batch import build_operators
+    from pipelines.ingest.batch import build_operators
 
     cpu = time.process_time
     costs: dict[str, float] = {}
@@ -142,9 +142,9 @@ def full_ingest(path: Path, config) -> dict[str, float]:
     import ray
 
     from indexers.index import SegmentIndex
-    from pipelines.batch import Ingestor, local_ray_cpus
-    from pipelines.runtime import RuntimeConfig, start_ray
-    from pipelines.sources import expand
+    from pipelines.ingest.batch import Ingestor, local_ray_cpus
+    from pipelines.ingest.runtime import RuntimeConfig, start_ray
+    from pipelines.ingest.sources import expand
 
     sampler = MemorySampler()
     sampler.start()
@@ -176,7 +176,7 @@ def full_ingest(path: Path, config) -> dict[str, float]:
 
 
 def main() -> None:
-    from pipelines.batch import IngestConfig
+    from pipelines.ingest.batch import IngestConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.0)

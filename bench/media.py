@@ -25,7 +25,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.synth import PHOTOS, Photo, Recording, Scene, Speech
+from pipelines.demo.synth import PHOTOS, Photo, Recording, Scene, Speech
 
 CACHE = (Path(__file__).resolve().parent / ".cache").resolve()
 APT_PACKAGES = (

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from indexers.index import SegmentIndex
 from indexers.search import Searcher
 from indexers.store import SourceInfo
-from operators.highlights import HighlightMoment, merge_highlights
+from operators.analysis.highlights import HighlightMoment, merge_highlights
 from operators.records import ns_to_seconds
 
 

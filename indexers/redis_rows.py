@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from indexers.store import SourceInfo, StoredSegment, packed_scores
-from operators.highlights import HighlightScore
+from operators.analysis.highlights import HighlightScore
 from operators.records import FusedRecord, Scored, Span
 
 _OFFSET = 2**63

@@ -56,7 +56,7 @@ from indexers.redis_rows import (highlight_of, hex64, int64, segment_json, segme
                                  unpack)
 from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState,
                             pick_source, record_vectors)
-from operators.highlights import HighlightScore
+from operators.analysis.highlights import HighlightScore
 from operators.records import FusedRecord
 
 log = logging.getLogger(__name__)

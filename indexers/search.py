@@ -50,7 +50,7 @@ class SearchConfig:
     segment's (indexers.lexical; 1 for the best match): exact and sound-alike words lift a
     transcript that the vectors rank near but not first."""
     audio_scale: float = 0.8
-    """The audio space's cosines are scaled by this: its class-space vectors (operators/classes.py)
+    """The audio space's cosines are scaled by this: its class-space vectors (operators/models/classes.py)
     are mixtures of sound names and sit nearer every short query than a picture's or a sentence's."""
     joint_scale: float = 2.0
     """CLIP cosines between a caption and a matching picture sit near 0.3, MiniLM cosines between
@@ -114,7 +114,7 @@ class _Hit:
 class Searcher:
     """Searches one ``SegmentIndex``. ``embed_text`` maps a list of strings to L2-normalised
     float32 vectors ``[n, dim]`` in the space the index was built with (the pipelines pass
-    ``operators.text.TextEncoder.embed``)."""
+    ``operators.models.text.TextEncoder.embed``)."""
 
     def __init__(self, index: SegmentIndex, embed_text: EmbedText, *, joint: Mapping[str, EmbedText] | None = None,
                  config: SearchConfig | None = None) -> None:

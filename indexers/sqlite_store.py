@@ -21,7 +21,7 @@ import numpy as np
 
 from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState, packed_scores,
                             pick_source, record_vectors)
-from operators.highlights import HighlightScore
+from operators.analysis.highlights import HighlightScore
 from operators.records import FusedRecord, Scored, Span
 
 SCHEMA_VERSION = 1

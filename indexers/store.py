@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Literal, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from operators.highlights import HighlightScore
+from operators.analysis.highlights import HighlightScore
 from operators.records import JOINT_SPACES, MODALITIES, FusedRecord, Scored, pack_scores, unpack_scores
 
 TEXT_SPACES = (*MODALITIES, "all")

@@ -1,1 +1,3 @@
-"""Operators: the records that flow and every step that turns media into meaning (no Ray here)."""
+"""Operators: the records that flow (``records``), the operator contract (``base``), and every step
+that turns media into meaning: ``media`` (decode, align, live reading), ``models`` (the encoders),
+``analysis`` (fusion, shots, highlights, summaries). No Ray here."""

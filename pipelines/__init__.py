@@ -1,1 +1,2 @@
-"""Pipelines: sources, the Ray runtime, batch ingest, the query path, config and the CLI."""
+"""Pipelines: ingest on Ray (the driver and its source kinds), live and Kafka I/O, the query path,
+the command line; the demo and the media it builds in ``pipelines.demo``."""

@@ -1,4 +1,4 @@
-"""The command line: ``vidscope ingest | search | highlights | summary | ask | demo``.
+"""The command line: ``vidscope ingest | live | publish | search | similar | highlights | summary | ask | demo``.
 
 Every command takes ``--data DIR`` (default ``./vidscope-data`` or ``$VIDSCOPE_DATA``) and
 ``--json`` (machine-readable output on stdout). Errors go to stderr with a non-zero exit code.
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default=None,
                    help="kafka:// only: the consumer group (default vidscope-<store id>: workers sharing a store share it)")
     p.add_argument("--events", default=None, metavar="kafka://HOST:PORT/TOPIC",
-                   help="also publish each highlight as a JSON event to this Kafka topic (schema: pipelines/kafka_events.py)")
+                   help="also publish each highlight as a JSON event to this Kafka topic (schema: pipelines/kafka/events.py)")
     p.add_argument("--chapter-seconds", type=float, default=120.0,
                    help="summarise every this many seconds of a stream as a chapter event (default 120)")
     p.add_argument("--max-queue", type=int, default=30,
@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", parents=[common], help="moments that match a text query, best first")
     p.add_argument("text")
+    p.add_argument("--top-k", type=int, default=5)
+
+    p = sub.add_parser("similar", parents=[common], help="moments that look like the one at a time of a source")
+    p.add_argument("source", help="a source's name, path or id")
+    p.add_argument("at", type=float, help="seconds into the source")
     p.add_argument("--top-k", type=int, default=5)
 
     p = sub.add_parser("highlights", parents=[common], help="highlight moments with scores and why, best first")
@@ -134,6 +139,8 @@ def _main(argv: list[str] | None) -> int:
             return cmd_publish(args)
         if args.command == "search":
             return cmd_search(args)
+        if args.command == "similar":
+            return cmd_similar(args)
         if args.command == "highlights":
             return cmd_highlights(args)
         if args.command == "summary":
@@ -141,7 +148,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "ask":
             return cmd_ask(args)
         if args.command == "demo":
-            from pipelines.demo import run_demo
+            from pipelines.demo.run import run_demo
 
             return run_demo(args)
     except KeyboardInterrupt:
@@ -166,7 +173,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    from pipelines.live import LiveOptions, run_live
+    from pipelines.live.cameras import LiveOptions, run_live
 
     if args.max_queue < 2:
         raise ValueError("--max-queue must be at least 2")
@@ -174,7 +181,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         raise ValueError("--chapter-seconds must be at least 4 (two windows)")
     config = ingest_config(args)
     if args.events:
-        from pipelines.kafka_io import parse_kafka_url
+        from pipelines.kafka.streams import parse_kafka_url
 
         parse_kafka_url(args.events)  # a wrong URL fails now, not at the first highlight
     # Checked before the data folder is touched: a bad name or URL leaves nothing behind.
@@ -194,7 +201,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     import threading
     import signal as signals
 
-    from pipelines.kafka_io import publish
+    from pipelines.kafka.streams import publish
 
     stop = threading.Event()
     signals.signal(signals.SIGTERM, lambda *_: stop.set())
@@ -218,10 +225,27 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_similar(args: argparse.Namespace) -> int:
+    """More like this: the frame encoder's features of the segment at ``at`` against every other."""
+    from operators.records import seconds_to_ns
+    from pipelines.query import find_source, open_searcher
+
+    if args.top_k < 1:
+        raise ValueError("--top-k must be at least 1")
+    with open_searcher(args.data) as searcher:
+        source = find_source(searcher.index, args.source)
+        t_ns = seconds_to_ns(args.at)
+        here = searcher.index.store.segments_of_source(source.source_id, start_ns=t_ns, end_ns=t_ns + 1)
+        if not here:
+            raise ValueError(f"{source.name} has no indexed moment at {args.at:g} s")
+        print_moments(searcher.similar_images(here[0].segment_id, top_k=args.top_k), as_json=args.json)
+    return 0
+
+
 def cmd_highlights(args: argparse.Namespace) -> int:
     from indexers.highlights import find_highlights
     from indexers.index import SegmentIndex
-    from pipelines.driver import DEFAULT_MIN_SCORE
+    from pipelines.ingest.driver import DEFAULT_MIN_SCORE
     from pipelines.query import data_folder, find_source, open_searcher
 
     min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score

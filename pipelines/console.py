@@ -26,9 +26,9 @@ def out(*args, **kwargs) -> None:
 
 
 def ingest_config(args: argparse.Namespace):
-    from operators.decode import DecodeConfig
-    from pipelines.batch import IngestConfig
-    from pipelines.profiles import make_profile
+    from operators.media.decode import DecodeConfig
+    from pipelines.ingest.batch import IngestConfig
+    from pipelines.ingest.profiles import make_profile
 
     profile = make_profile(args.profile, model=args.model, endpoint=args.endpoint, device=args.device)
     return IngestConfig(decode=DecodeConfig(frames_per_second=args.fps), window_seconds=args.window,
@@ -40,9 +40,9 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     """Expand, ingest with a progress bar, report failures by name on stderr. Returns the exit
     code and the summary (printed by the caller: as JSON with --json, as a line otherwise)."""
     from indexers.index import SegmentIndex
-    from pipelines.batch import Ingestor, local_ray_cpus
-    from pipelines.runtime import RuntimeConfig, start_ray
-    from pipelines.sources import expand
+    from pipelines.ingest.batch import Ingestor, local_ray_cpus
+    from pipelines.ingest.runtime import RuntimeConfig, start_ray
+    from pipelines.ingest.sources import expand
 
     refs, problems = expand(paths)
     config = ingest_config(args)
@@ -86,7 +86,7 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
 def use_profile(data: Path, profile) -> None:
     """Record the profile a data folder is ingested with; refuse another one (one folder's
     vectors come from one set of models)."""
-    from pipelines.profiles import PROFILE_FILE, load_profile, profile_name, save_profile
+    from pipelines.ingest.profiles import PROFILE_FILE, load_profile, profile_name, save_profile
 
     if (Path(data) / PROFILE_FILE).exists():
         stored = load_profile(data)
@@ -137,7 +137,7 @@ class _progress:
 
 def _probed_seconds(refs) -> float:
     """Sum of the sources' durations from their headers (unreadable ones count 0)."""
-    from operators.decode import MediaError, probe
+    from operators.media.decode import MediaError, probe
 
     total = 0.0
     for ref in refs:

@@ -1,7 +1,7 @@
 """The query path: text in, moments out, in-process (no Ray: a query must answer in milliseconds).
 
 ``search``, ``highlights``, ``summary`` and ``ask`` read a data folder with the models of the
-profile it was ingested with (``pipelines.profiles``).
+profile it was ingested with (``pipelines.ingest.profiles``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Iterator
 from indexers.index import REDIS_ENV, SegmentIndex
 from indexers.search import Searcher
 from indexers.store import SourceInfo
-from operators.summary import Summary, clock
-from operators.text import TextEncoder
-from pipelines.profiles import ClipProfile, VlmProfile, load_profile
+from operators.analysis.summary import Summary, clock
+from operators.models.text import TextEncoder
+from pipelines.ingest.profiles import ClipProfile, VlmProfile, load_profile
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def open_searcher(data_dir: Path, *, device: str = "cpu") -> Iterator[Searcher]:
     joint = {}
     profile = load_profile(data_dir)
     if isinstance(profile, ClipProfile):
-        from operators.clip import ClipEncoder
+        from operators.models.clip import ClipEncoder
 
         clip = ClipEncoder(profile.clip)
         clip.setup()
@@ -112,8 +112,9 @@ def _quoted_answer(question: str, moments: list) -> str:
 
 
 def _model_answer(profile: VlmProfile, source: SourceInfo, question: str, moments: list) -> str:
-    from operators.decode import frames_between
-    from operators.vlm import Prompt, load_backend
+    from operators.media.decode import frames_between
+    from operators.models.vlm import load_backend
+    from operators.models.vlm_config import Prompt
 
     context = "\n".join(f"[{clock(m.start_ns)}-{clock(m.end_ns)}] {m.description}" for m in moments) or "(nothing matched)"
     prompt_text = (f"Question about the video {source.name}: {question}\n"

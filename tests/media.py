@@ -1,4 +1,4 @@
-"""Test media: the odd cases every reader must survive, built by pipelines.synth with their truth.
+"""Test media: the odd cases every reader must survive, built by pipelines.demo.synth with their truth.
 
 ``build_case(name, directory)`` renders one of ``CASES`` (small: 320x240, 6 s, ~0.7 s to build
 on 2 cores); ``damage(kind, source, directory)`` makes a broken copy; ``decode_audio`` and
@@ -14,7 +14,7 @@ from typing import Literal
 import av
 import numpy as np
 
-from pipelines.synth import GroundTruth, Marker, Scene, Sound, Speech, build_audio, build_video, marker_waveform
+from pipelines.demo.synth import GroundTruth, Marker, Scene, Sound, Speech, build_audio, build_video, marker_waveform
 
 SCENES = (Scene("cat", 2.0), Scene("coffee", 2.0), Scene("rocket", 2.0))
 """Three shots, hard cuts at 2.0 s and 4.0 s."""

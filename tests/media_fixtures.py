@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from media import Damage, build_case, damage
-from pipelines.synth import GroundTruth
+from pipelines.demo.synth import GroundTruth
 
 
 @pytest.fixture(scope="session")

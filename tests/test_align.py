@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from operators.align import Aligner
-from operators.decode import AudioChunk, DecodedFrame
+from operators.media.align import Aligner
+from operators.media.decode import AudioChunk, DecodedFrame
 from operators.records import NS_PER_SECOND, Segment, Span, samples_between
 
 S = NS_PER_SECOND

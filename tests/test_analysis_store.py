@@ -27,10 +27,10 @@ from indexers.index import SegmentIndex
 from indexers.search import Searcher
 from indexers.sqlite_store import SqliteStore
 from indexers.store import SourceInfo
-from operators.highlights import HighlightScore
+from operators.analysis.highlights import HighlightScore
 from operators.records import NS_PER_SECOND, Span, segment_id
-from operators.summary import Chapter, Summary
-from operators.text import TextEncoder
+from operators.analysis.summary import Chapter, Summary
+from operators.models.text import TextEncoder
 from test_index import record, stand_in_query, with_cosine
 
 S = NS_PER_SECOND

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from operators.clip import ClipConfig, ClipEncoder
+from operators.models.clip import ClipConfig, ClipEncoder
 from operators.records import Segment, Span, seconds_to_ns
 from tiny_clip import HIDDEN, PROJECTION_DIM, build_tiny_clip
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.synth import Scene, Speech, build_video
+from pipelines.demo.synth import Scene, Speech, build_video
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")

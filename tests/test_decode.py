@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from media import find_markers
-from operators.align import Aligner
-from operators.decode import DecodeConfig, Decoder, MediaError, probe
+from operators.media.align import Aligner
+from operators.media.decode import DecodeConfig, Decoder, MediaError, probe
 from operators.records import NS_PER_SECOND, samples_between
 
 RATE = 16_000
@@ -197,7 +197,7 @@ def test_a_spliced_ts_goes_on_across_its_timestamp_step_and_audio_format_change(
     # format change, and the pictures after a step back were never sampled.
     import subprocess
 
-    from pipelines.synth import Scene, Sound, build_video
+    from pipelines.demo.synth import Scene, Sound, build_video
 
     parts = []
     for name, scene, rate, channels, at in (("a", "cat", 44100, 2, 0), ("b", "coffee", 22050, 1, second_at_s)):

@@ -25,13 +25,13 @@ import numpy as np
 import pytest
 import torch
 
-from operators.audio_events import SILENCE_DB, AudioEventEncoder, log_mel_patches, loudness_db, mel_matrix
-from operators.cache import materialize
-from operators.fuse import Fuse, Observations
+from operators.models.audio_events import SILENCE_DB, AudioEventEncoder, log_mel_patches, loudness_db, mel_matrix
+from operators.models.cache import materialize
+from operators.analysis.fuse import Fuse, Observations
 from operators.records import Segment, Span, VisualResult, sample_index, samples_between, seconds_to_ns
-from operators.speech import SpeechRecognizer
-from operators.text import TextEncoder
-from operators.visual import VisualEncoder, imagenet_names
+from operators.models.speech import SpeechRecognizer
+from operators.models.text import TextEncoder
+from operators.models.visual import VisualEncoder, imagenet_names
 
 SFX = Path("/usr/share/games/heroes/sfx")  # Debian heroes-sound-effects
 APPLAUSE_WAV = SFX / "foule2.wav"  # applause from 3 s on (before it, a voice calls out)

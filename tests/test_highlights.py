@@ -15,7 +15,7 @@ import random
 import numpy as np
 import pytest
 
-from operators.highlights import (
+from operators.analysis.highlights import (
     EXCITEMENT, HighlightConfig, HighlightMoment, HighlightScore, HighlightScorer, Signals, merge_highlights,
 )  # fmt: skip
 from operators.records import NS_PER_SECOND, Span, segment_id
@@ -111,7 +111,7 @@ def test_with_every_class_score_a_sound_that_was_always_there_is_not_counted_as_
     """``events`` names the best few classes; what fell outside them was 0 to the baseline. With
     all 521 scores the baseline knows an engine idling at 0.35 under the talk all along, and the
     bark that joins it is what rose."""
-    from operators.audio_events import audio_class_names
+    from operators.models.audio_events import audio_class_names
 
     names = audio_class_names()
 

@@ -42,9 +42,60 @@ def test_the_walker_sees_imports(tmp_path):
     assert {"ray", "indexers"} <= _imports(planted)
 
 
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def test_importing_every_operator_module_loads_no_ray():
-    modules = sorted(p.stem for p in (ROOT / "operators").glob("*.py") if p.stem != "__init__")
-    code = "import sys\n" + "".join(f"import operators.{m}\n" for m in modules) + \
-        "print('ray' in sys.modules)"
+    modules = sorted(module_name(p) for p in (ROOT / "operators").rglob("*.py"))
+    assert "operators.media.decode" in modules and "operators.models.visual" in modules  # the walk goes down
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def project_imports() -> dict[str, set[str]]:
+    """Each project module -> the project modules it imports, anywhere in it (lazy imports too)."""
+    modules = {module_name(p): p for package in ("operators", "indexers", "pipelines") for p in (ROOT / package).rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        tree = ast.parse(path.read_text())
+        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and getattr(block.test, "id", None) == "TYPE_CHECKING" for n in ast.walk(block)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:  # for annotations only: never imported when the code runs
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            found |= {t for t in targets if t in modules and t != name}
+        graph[name] = found
+    return graph
+
+
+def test_no_import_cycles():
+    # Issue 10: vlm <-> its backends and cli <-> demo imported each other (lazily, so it ran, but
+    # neither could be read or tested without the other). A package imports its own __init__:
+    # those edges are no cycle of modules.
+    graph = project_imports()
+    assert graph["pipelines.cli"] and graph["operators.models.vlm"]  # the walk sees imports
+    cycles, state = [], {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert cycles == [], f"import cycles: {cycles}"

@@ -2,12 +2,12 @@
 
 import json
 
-from operators.highlights import HighlightScore
+from operators.analysis.highlights import HighlightScore
 from operators.records import Span
 from pipelines.cli import main
-from pipelines.kafka_events import check_event
-from pipelines.live_events import HighlightEvents, Outbox, kafka_sink
-from pipelines.synth import Scene, build_video
+from pipelines.kafka.events import check_event
+from pipelines.live.outputs import HighlightEvents, Outbox, kafka_sink
+from pipelines.demo.synth import Scene, build_video
 from test_kafka_io import read_topic, topic_url  # noqa: F401 - a fresh topic per call
 
 pytest_plugins = ["kafka_fixture"]

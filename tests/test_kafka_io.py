@@ -1,4 +1,4 @@
-"""Kafka in and out (pipelines.kafka_io) against a real Kafka-protocol broker (Tansu, see
+"""Kafka in and out (pipelines.kafka.streams) against a real Kafka-protocol broker (Tansu, see
 tests/kafka_fixture.py): a published file comes back chunk for chunk and decodes like the
 original; streams sharing a partition stay apart; malformed messages go to the dead-letter topic;
 a consumer group resumes at its commit; events round-trip as JSON.
@@ -21,14 +21,14 @@ import av
 import pytest
 
 from media import SCENES, SOUNDS
-from pipelines.synth import GroundTruth, Scene, build_video
+from pipelines.demo.synth import GroundTruth, Scene, build_video
 
 with warnings.catch_warnings():  # kafka-python 3.0.12 loads its schemas with importlib.resources' legacy calls
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from pipelines.kafka_events import EventPublisher, encode_event, publish_events
-    from pipelines.kafka_io import Chunk, ChunkReader, KafkaStreams, KafkaTarget, mpegts_chunks, parse_kafka_url, publish
+    from pipelines.kafka.events import EventPublisher, encode_event, publish_events
+    from pipelines.kafka.streams import Chunk, ChunkReader, KafkaStreams, KafkaTarget, mpegts_chunks, parse_kafka_url, publish
 
 pytest_plugins = ["kafka_fixture"]
 
@@ -426,7 +426,7 @@ def test_hostile_keys_and_streams_past_the_cap_go_to_the_dead_letter_topic(kafka
 
 
 def test_stream_names_are_one_plain_file_name_part():
-    from pipelines.sources import stream_name_problem
+    from pipelines.ingest.sources import stream_name_problem
 
     for good in ("cam-1", "Front_Door.2", "0", "x" * 128):
         assert stream_name_problem(good) is None, good

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from pipelines.kafka_io import publish
-from pipelines.synth import Scene, build_video
+from pipelines.kafka.streams import publish
+from pipelines.demo.synth import Scene, build_video
 from test_kafka_io import read_topic, topic_url  # noqa: F401 - a fresh topic per call
 from test_live import cli, read_status, wait_for
 
@@ -174,3 +174,36 @@ def test_a_publish_after_vidscope_restarts_is_indexed_after_what_came_before(kaf
         scored = [t / S for (t,) in db.execute("select start_ns from highlight_scores order by start_ns")]
     assert [round(t) for t in cuts] == [6, 20], cuts  # the first run's cut is kept beside the second's
     assert scored[0] == 0.0 and scored[-1] >= 24.0, scored  # both runs' ranges scored
+
+
+@pytest.mark.slow
+def test_a_killed_topic_reader_is_replaced_and_the_stream_resumes_at_its_commits(kafka_bootstrap, topic_url, tmp_path):  # noqa: F811
+    # Issue 10, hole 4: the topic's reader actor (the consumer and every stream's decoder) that
+    # died ended the run's streams for good. Now the driver replaces it: the new consumer rejoins
+    # the group at the committed offsets and each stream is planned again from the store.
+    video = tmp_path / "feed.mp4"
+    build_video(video, (Scene("cat", 12.0), Scene("coffee", 12.0)), (), width=320, height=240, gop=30)
+    topic, url = topic_url()
+    data = tmp_path / "data"
+    status_path = data / "live" / "feed.json"
+    live = start_live(url, data)
+    publisher = threading.Thread(target=publish, args=(str(video), url), kwargs={"name": "feed", "realtime": True})
+    try:
+        publisher.start()
+        first = wait_for(lambda: (s := read_status(status_path)) and len(spans(data)) >= 3 and stream_committed(s) and s,
+                         120, "3 segments indexed and committed")
+        os.kill(first["reader_pid"], signal.SIGKILL)
+        wait_for(lambda: (s := read_status(status_path)) and s.get("restarts") == 1 and s["reader_pid"] != first["reader_pid"],
+                 60, "the reader replaced")
+        publisher.join(timeout=60)
+        expected = [t * S for t in range(0, 24, 2)]
+        wait_for(lambda: whole(spans(data)) == expected or live.poll() is not None, 120, "every segment")
+    finally:
+        live.send_signal(signal.SIGTERM)
+        out, err = live.communicate(timeout=120)
+    assert live.returncode == 0, err[-3000:]
+    (report,) = json.loads(out)
+    assert report["error"] is None and report["restarts"] == 1, report
+    found = spans(data)
+    assert whole(found) == expected  # each window once, none missing
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(found, found[1:]))

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from operators.live import Backoff, LiveReader, SegmentQueue
+from operators.media.live import Backoff, LiveReader, SegmentQueue
 from operators.records import Segment, Span
-from pipelines.synth import Scene, Sound, Speech, build_video, find_ffmpeg
+from pipelines.demo.synth import Scene, Sound, Speech, build_video, find_ffmpeg
 
 S = 1_000_000_000
 
@@ -250,10 +250,10 @@ def test_an_overloaded_stream_thins_then_drops_counts_every_segment_and_its_memo
     reader's memory does not grow with the backlog."""
     import ray
 
-    from operators.decode import DecodeConfig
-    from operators.live import LiveConfig
-    from pipelines.live import LiveSourceActor
-    from pipelines.runtime import SourceReport
+    from operators.media.decode import DecodeConfig
+    from operators.media.live import LiveConfig
+    from pipelines.live.cameras import LiveSourceActor
+    from pipelines.ingest.runtime import SourceReport
 
     video = tmp_path / "long.mp4"
     build_video(video, (Scene("cat", 30.0), Scene("coffee", 30.0)), (), width=640, height=360, gop=30)

@@ -15,9 +15,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from operators.decode import MediaError
-from operators.live import split_listen
-from pipelines.synth import Scene, build_video
+from operators.media.decode import MediaError
+from operators.media.live import split_listen
+from pipelines.demo.synth import Scene, build_video
 from test_live import cli, read_status, wait_for
 
 PHOTOS = {"rtsp": "cat", "rtmp": "coffee", "hls": "rocket", "srt": "motorcycle"}

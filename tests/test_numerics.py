@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from operators.audio_events import AudioEventEncoder
+from operators.models.audio_events import AudioEventEncoder
 from operators.base import Resources
-from operators.speech import SpeechRecognizer
-from operators.text import TextEncoder
-from operators.visual import VisualEncoder
+from operators.models.speech import SpeechRecognizer
+from operators.models.text import TextEncoder
+from operators.models.visual import VisualEncoder
 from test_encoders import (  # noqa: F401 - fixtures
     CLAPPING, HORN, applause, audio, horn, margin, photo, say, segment, speech, text, visual, words_right,
 )

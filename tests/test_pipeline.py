@@ -12,7 +12,7 @@ import pytest
 
 from media import damage
 from pipelines.cli import main
-from pipelines.synth import Scene, Sound, Speech, build_video
+from pipelines.demo.synth import Scene, Sound, Speech, build_video
 
 pytestmark = pytest.mark.slow
 
@@ -249,3 +249,15 @@ def test_ingesting_a_path_again_replaces_what_it_held(tmp_path, capsys):
     capsys.readouterr()
     assert main(["summary", str(clip), "--data", str(data), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["source_id"] == now[0]
+
+
+def test_similar_finds_the_rest_of_a_shot_from_one_moment_of_it(ingested, capsys):
+    data, _ = ingested
+    for at, (lo, hi) in ((1.0, (0.0, 6.0)), (13.0, (12.0, 18.0))):  # the cat, then the rocket
+        capsys.readouterr()
+        assert main(["similar", "story.mp4", str(at), "--data", str(data), "--json", "--top-k", "3"]) == 0
+        top = json.loads(capsys.readouterr().out)[0]
+        assert top["source"] == "story.mp4" and lo <= top["start"] < top["end"] <= hi, (at, top)
+        assert not top["start"] <= at < top["end"]  # the moment itself is left out
+    assert main(["similar", "story.mp4", "99", "--data", str(data)]) == 2  # no moment there: said, no traceback
+    assert "has no indexed moment at 99 s" in capsys.readouterr().err

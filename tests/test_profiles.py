@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from pipelines.cli import main
-from pipelines.synth import Scene, Sound, Speech, build_video
+from pipelines.demo.synth import Scene, Sound, Speech, build_video
 from test_vlm_endpoint import API_KEY, llama_server, reply_json, serve  # noqa: F401 - the real llama.cpp server fixture
 from tiny_clip import build_tiny_clip
 from tiny_models import build_tiny

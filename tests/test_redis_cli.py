@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pipelines.cli import main
-from pipelines.synth import Scene, Speech, build_video
+from pipelines.demo.synth import Scene, Speech, build_video
 from redis_fixture import REDIS_SERVER, RedisServer
 
 pytestmark = pytest.mark.slow

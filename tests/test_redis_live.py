@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from pipelines.synth import Scene, Sound, build_video
+from pipelines.demo.synth import Scene, Sound, build_video
 from redis_fixture import REDIS_SERVER, RedisServer
 from test_live import free_udp_port, send, wait_for
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from indexers.lexical import LexicalIndex, sounds, terms
-from operators.audio_events import audio_class_names
-from operators.classes import audio_class_texts, class_space, imagenet_class_texts, audio_weights
+from operators.models.audio_events import audio_class_names
+from operators.models.classes import audio_class_texts, class_space, imagenet_class_texts, audio_weights
 from operators.records import FusedRecord, Span
-from operators.text import TextEncoder
+from operators.models.text import TextEncoder
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from operators.align import Aligner
-from operators.decode import DecodeConfig, Decoder
+from operators.media.align import Aligner
+from operators.media.decode import DecodeConfig, Decoder
 from operators.records import NS_PER_SECOND, Segment, Span
-from operators.shots import ShotConfig, ShotDetector, ShotResult, shots_from_cuts
-from pipelines.synth import GroundTruth, Scene, build_video
+from operators.analysis.shots import ShotConfig, ShotDetector, ShotResult
+from pipelines.demo.synth import GroundTruth, Scene, build_video
 
 S = NS_PER_SECOND
 STEP_NS = S // 5  # 5 thumbnails per second
@@ -173,13 +173,6 @@ def test_min_shot_spacing_crosses_segment_boundaries():
     detector = ShotDetector()
     results = detector.process([segment(pictures[:10], 0, 2 * S), segment(pictures[10:], 2 * S, 2 * S)])
     assert [r.cuts_ns for r in results] == [(at(9),), ()]  # green only 0.2 s after the blue cut
-
-
-def test_shots_from_cuts():
-    assert shots_from_cuts([3 * S, 1 * S], 10 * S) == [Span(0, S), Span(S, 3 * S), Span(3 * S, 10 * S)]
-    # Cuts at or outside the ends, and repeats, make no empty shot.
-    assert shots_from_cuts([0, 4 * S, 4 * S, 10 * S, 12 * S], 10 * S) == [Span(0, 4 * S), Span(4 * S, 10 * S)]
-    assert shots_from_cuts([], 5 * S) == [Span(0, 5 * S)]
 
 
 def test_results_and_config_check_themselves():

@@ -4,9 +4,9 @@ down (a real Tansu broker killed and started again) and go out, in order, when i
 import json
 import time
 
-from operators.highlights import HighlightScore
+from operators.analysis.highlights import HighlightScore
 from operators.records import Span
-from pipelines.live_events import HighlightEvents, Outbox, kafka_sink
+from pipelines.live.outputs import HighlightEvents, Outbox, kafka_sink
 from test_kafka_io import read_topic
 from test_live import wait_for
 

@@ -1,6 +1,6 @@
 """What the user names becomes sources: folders, globs, copies, missing paths."""
 
-from pipelines.sources import expand
+from pipelines.ingest.sources import expand
 
 
 def test_folders_globs_copies_and_missing(tmp_path):

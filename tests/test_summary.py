@@ -15,12 +15,12 @@ import json
 import numpy as np
 import pytest
 
-from operators.highlights import HighlightMoment
+from operators.analysis.highlights import HighlightMoment
 from operators.records import NS_PER_SECOND, Span
-from operators.summary import (
+from operators.analysis.summary import (
     SegmentFacts, Summariser, Summary, SummaryConfig, SummaryInput, chapter_spans, clock, mmr, notable_sounds, part_bounds,
 )  # fmt: skip
-from operators.text import TextEncoder
+from operators.models.text import TextEncoder
 
 S = NS_PER_SECOND
 

@@ -1,11 +1,11 @@
-"""pipelines.synth against itself: what PyAV reads from each test file is what its truth says."""
+"""pipelines.demo.synth against itself: what PyAV reads from each test file is what its truth says."""
 
 import av
 import numpy as np
 import pytest
 
 from media import CASES, decode_audio, find_markers, frame_times
-from pipelines.synth import GroundTruth, Recording, Scene, Sound, Speech, bench_script, build_audio, build_video, demo_script, truth_path
+from pipelines.demo.synth import GroundTruth, Recording, Scene, Sound, Speech, bench_script, build_audio, build_video, demo_script, truth_path
 
 pytest_plugins = ["media_fixtures"]
 

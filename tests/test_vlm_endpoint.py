@@ -26,8 +26,9 @@ import pytest
 from PIL import Image
 
 from operators.records import Segment, Span, seconds_to_ns
-from operators.vlm import Captioner, EndpointVlm, Prompt, make_backend
-from operators.vlm_endpoint import EndpointBackend, _request_body, spread
+from operators.models.vlm import Captioner, make_backend
+from operators.models.vlm_config import EndpointVlm, Prompt
+from operators.models.vlm_endpoint import EndpointBackend, _request_body, spread
 
 API_KEY = "vidscope-test-key"
 SERVER_START_TIMEOUT_S = 60.0
@@ -255,14 +256,14 @@ def stand_in() -> Iterator:
 
 @pytest.mark.parametrize("first", [503, "drop"])
 def test_one_retry_after_503_or_dropped_connection(stand_in, first, monkeypatch):
-    monkeypatch.setattr("operators.vlm_endpoint.RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr("operators.models.vlm_endpoint.RETRY_PAUSE_S", 0.0)
     base_url = stand_in([first, 200])
     assert EndpointBackend(EndpointVlm(base_url)).generate([Prompt("Describe.")]) == ["a cat on a mat"]
     assert stand_in.requests == 2
 
 
 def test_second_503_is_an_error_with_the_body(stand_in, monkeypatch):
-    monkeypatch.setattr("operators.vlm_endpoint.RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr("operators.models.vlm_endpoint.RETRY_PAUSE_S", 0.0)
     base_url = stand_in([503, 503, 200])
     with pytest.raises(RuntimeError, match=r"answered HTTP 503: .*model is still loading"):
         EndpointBackend(EndpointVlm(base_url)).generate([Prompt("Describe.")])

@@ -12,8 +12,9 @@ import pytest
 from skimage import data
 from skimage.transform import resize
 
-from operators.vlm import Prompt, TransformersVlm, make_backend
-from operators.vlm_hf import TransformersBackend, frames_per_second, select_frames
+from operators.models.vlm import make_backend
+from operators.models.vlm_config import Prompt, TransformersVlm
+from operators.models.vlm_hf import TransformersBackend, frames_per_second, select_frames
 from tiny_models import ARCHITECTURES, build_tiny
 
 MAX_NEW_TOKENS = 8

@@ -2,7 +2,7 @@
 
 ``build_tiny(arch, folder)`` writes a model of the real architecture (config, safetensors weights)
 and a working processor (tokenizer with the architecture's special tokens and chat template,
-image/video processor, audio feature extractor) into ``folder``, so ``operators.vlm_hf`` loads it
+image/video processor, audio feature extractor) into ``folder``, so ``operators.models.vlm_hf`` loads it
 through its real ``from_pretrained`` path. No network: the tokenizer is a word-level vocabulary
 built here. Weights are seeded, so generation is deterministic; the text is gibberish and tests
 assert plumbing only.

@@ -1,0 +1,1 @@
+"""What is made of the encoders' results: fusion into one record, shots, highlights, summaries."""

@@ -1,0 +1,1 @@
+"""Reading media: decoding (PyAV), aligning frames with the audio around them, live streams."""

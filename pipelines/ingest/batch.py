@@ -1,0 +1,328 @@
+"""Batch ingest: the encoder pools, and files as a source kind of the one driver.
+
+``Ingestor`` holds one actor pool per stage (or per group of stages sharing a process), sized
+from what the operators declare; ``ingest`` runs the driver (``pipelines.ingest.driver``) over
+``FileSources``: a few ``SourceActor``s decoding files one after another, a file that cannot be
+read failing alone. Live streams and Kafka topics are other source kinds on the same pools
+(``pipelines.live.cameras``, ``pipelines.kafka.topic``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Literal, Mapping
+
+import ray
+
+from indexers.index import SegmentIndex
+from indexers.store import SourceInfo
+from operators.models.audio_events import AudioEventEncoder
+from operators.base import Device, Operator, Resources
+from operators.models.clip import ClipEncoder
+from operators.media.decode import DecodeConfig
+from operators.analysis.fuse import Fuse
+from operators.records import NS_PER_SECOND, Segment, seconds_to_ns
+from operators.models.speech import SpeechRecognizer
+from operators.analysis.summary import Summariser
+from operators.models.visual import VisualEncoder
+from operators.models.vlm import Captioner
+from pipelines.ingest.driver import Driver, Progress, SourceKind, SourceOutcome
+from pipelines.ingest.profiles import ClipProfile, Offline, Profile, VlmProfile
+from pipelines.ingest.runtime import SourceActor, StagePool, cluster_cpus, pool_size
+from pipelines.ingest.sources import SourceRef
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StageOverride:
+    """Per-stage overrides of what the operator declares (config file / CLI)."""
+
+    cpus: float | None = None
+    gpus: float | None = None
+    batch_size: int | None = None
+    workers: int | None = None
+
+
+MIN_WINDOW_S, MAX_WINDOW_S = 0.5, 60.0
+"""Segment length: shorter than half a second hears no sound whole; longer than a minute
+finds nothing more precisely than a minute."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    decode: DecodeConfig = DecodeConfig()
+    window_seconds: float = 2.0
+    speech: bool = True
+    speech_model: Literal["tiny.en", "base"] = "tiny.en"
+    device: Device = "auto"
+    max_sources_in_flight: int = 2
+    """Files decoded at once; each has its own source actor."""
+    max_segments_in_flight: int = 64
+    """Segments decoded but not yet indexed; bounds memory whatever the input length."""
+    stages: Mapping[str, StageOverride] = field(default_factory=dict)
+    profile: Profile = Offline()
+    colocate: tuple[tuple[str, ...], ...] | None = None
+    """Stages whose operators share one actor process. The frame and text encoders both run on
+    torch, whose runtime alone is ~500 MB resident: together they cost it once. The summariser
+    shares the fuser's text encoder, or, with a vlm, the captioner's model. None: that default."""
+
+    @property
+    def groups(self) -> tuple[tuple[str, ...], ...]:
+        if self.colocate is not None:
+            return self.colocate
+        if isinstance(self.profile, VlmProfile):
+            return (("visual", "fuse"), ("caption", "summary"))
+        return (("visual", "fuse", "summary", "clip"),)
+
+    def __post_init__(self) -> None:
+        if not MIN_WINDOW_S <= self.window_seconds <= MAX_WINDOW_S:
+            raise ValueError(f"the window must be {MIN_WINDOW_S:g} to {MAX_WINDOW_S:g} s, got {self.window_seconds:g} s")
+        if self.max_sources_in_flight < 1 or self.max_segments_in_flight < 1:
+            raise ValueError("in-flight limits must be at least 1")
+
+
+def build_operators(config: IngestConfig) -> dict[str, Operator]:
+    """The stages of the config's profile (the offline encoders, plus CLIP or the vlm captioner),
+    the summariser, and the config's overrides applied."""
+    fuse = Fuse(device=config.device, batch_size=16)
+    ops: dict[str, Operator] = {
+        "visual": VisualEncoder(device=config.device, batch_size=8),
+        "audio": AudioEventEncoder(batch_size=16),
+        "fuse": fuse,
+    }
+    if config.speech:
+        ops["speech"] = SpeechRecognizer(model=config.speech_model, device=config.device, batch_size=15)
+    profile = config.profile
+    if isinstance(profile, ClipProfile):
+        ops["clip"] = ClipEncoder(profile.clip)
+    if isinstance(profile, VlmProfile):
+        ops["caption"] = Captioner(profile.vlm)
+        ops["summary"] = Summariser(vlm=profile.vlm, resources=Resources(cpus=0.1, memory_mb=512))
+    else:  # one MiniLM in the process for both: pickled together, the instance stays shared
+        ops["summary"] = Summariser(text_encoder=fuse.text_encoder)
+    for name, op in ops.items():
+        o = config.stages.get(name)
+        if o is None:
+            continue
+        if o.cpus is not None or o.gpus is not None:
+            op.resources = replace(op.resources, **{k: v for k, v in (("cpus", o.cpus), ("gpus", o.gpus)) if v is not None})
+        if o.batch_size is not None:
+            op.batch_size = o.batch_size
+    return ops
+
+
+SOURCE_ACTOR_CPUS = 0.5
+STARTUP_TIMEOUT_S = 300
+GPU_STAGES = ("visual", "speech", "fuse", "clip", "caption")
+GPU_SHARE = 0.25
+"""Each GPU stage reserves a quarter of a device: a profile runs at most four GPU stages (visual,
+speech, fuse, and clip or caption), so one replica of them fits on one GPU."""
+
+
+def required_cpus(operators: Mapping[str, Operator], config: IngestConfig) -> float:
+    """Logical CPUs one replica of every stage reserves. A local Ray gets at least this many so
+    that no actor waits forever for a CPU another one holds (FACTS.md: Ray starves on 2 cores)."""
+    return sum(op.resources.cpus for op in operators.values()) + SOURCE_ACTOR_CPUS * config.max_sources_in_flight
+
+
+def local_ray_cpus(config: IngestConfig) -> int:
+    """Logical CPUs for a local Ray: the machine's cores, or one set of stages if that is more."""
+    return max(os.cpu_count() or 1, math.ceil(required_cpus(build_operators(config), config)))
+
+
+@dataclass(slots=True)
+class IngestResult:
+    outcomes: list[SourceOutcome]
+    segments: int
+    media_seconds: float
+    wall_seconds: float
+
+    @property
+    def failed(self) -> list[SourceOutcome]:
+        return [o for o in self.outcomes if o.error]
+
+
+class Ingestor:
+    """Holds the actor pools; ``ingest`` may be called many times (the demo, the benchmark), and
+    ``run`` drives any source kind over the same pools."""
+
+    def __init__(self, index: SegmentIndex, config: IngestConfig = IngestConfig(), *, expected_sources: int = 0) -> None:
+        """``expected_sources``: how many files the first ``ingest`` will get, if known; no more
+        file decoders than that are started (each is a process of its own)."""
+        self.index = index
+        self._expected_sources = expected_sources or config.max_sources_in_flight
+        self.config = config
+        self.operators = build_operators(config)
+        self.pools: dict[str, StagePool] = {}
+        self.files: FileSources | None = None
+        self.setup_seconds: dict[str, float] = {}
+
+    def start(self, kind: SourceKind | None = None) -> float:
+        """Create every actor, the source kind's readers too (default: file decoders), and wait
+        until each model is loaded. Returns the seconds it took."""
+        started = time.perf_counter()
+        total = cluster_cpus()
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        self._place_on_gpus(cluster_gpus)
+        all_cpus = required_cpus(self.operators, self.config)
+        source_cpus = SOURCE_ACTOR_CPUS
+        if all_cpus > total:  # a small cluster: shrink every reservation alike rather than wait forever
+            factor = total / all_cpus
+            log.warning("the Ray cluster has %.1f CPUs and one replica of the stages asks for %.2f: "
+                        "reserving %.0f%% of each stage's declared CPUs", total, all_cpus, factor * 100)
+            for op in self.operators.values():
+                op.resources = replace(op.resources, cpus=op.resources.cpus * factor)
+            source_cpus *= factor
+            all_cpus = total
+        for group in self._groups():
+            ops = {name: self.operators[name] for name in group}
+            override = [self.config.stages[n].workers for n in group if n in self.config.stages and self.config.stages[n].workers]
+            workers = max(override) if override else pool_size(total, all_cpus)
+            if any(op.resources.gpus for op in ops.values()) and not override:
+                # One replica of the GPU stages per whole set of shares that the GPUs hold.
+                workers = min(workers, max(1, int(cluster_gpus // max(self._gpu_share_total(), 1e-9))))
+            pool = StagePool.create(ops, workers=workers)
+            for name in group:
+                self.pools[name] = pool
+        if kind is None:
+            decoders = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
+            kind = self.files = FileSources(self.config, decoders)
+        readers = kind.start(source_cpus)
+        try:
+            for pool in self._unique_pools():
+                self.setup_seconds.update(pool.wait_ready(timeout_s=STARTUP_TIMEOUT_S))
+            ray.get(readers, timeout=STARTUP_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(f"workers were not ready after {STARTUP_TIMEOUT_S} s: the Ray cluster may lack the "
+                               f"CPUs, GPUs or memory they reserve ({ray.available_resources()} available)") from None
+        except ray.exceptions.RayError as exc:  # a model that failed to load says why
+            raise RuntimeError(f"a worker failed to start: {exc}") from exc
+        return time.perf_counter() - started
+
+    def _place_on_gpus(self, cluster_gpus: float) -> None:
+        """Give the torch/CTranslate2 stages a share of a GPU when the cluster has one. Ray hides
+        GPUs from actors that reserve none, so without a share they run on CPU even on a GPU host."""
+        if self.config.device == "cpu":
+            return
+        if cluster_gpus <= 0:
+            if self.config.device == "cuda":
+                raise ValueError("--device cuda, but the Ray cluster has no GPU")
+            return
+        for name in GPU_STAGES:
+            op = self.operators.get(name)
+            override = self.config.stages.get(name)
+            if op is not None and not (override and override.gpus is not None):
+                op.resources = replace(op.resources, gpus=GPU_SHARE)
+
+    def _gpu_share_total(self) -> float:
+        return sum(op.resources.gpus for op in self.operators.values())
+
+    def _groups(self) -> list[tuple[str, ...]]:
+        grouped = [tuple(n for n in group if n in self.operators) for group in self.config.groups]
+        grouped = [g for g in grouped if g]
+        taken = {n for g in grouped for n in g}
+        return grouped + [(n,) for n in self.operators if n not in taken]
+
+    def _unique_pools(self) -> list[StagePool]:
+        return list({id(p): p for p in self.pools.values()}.values())
+
+    def close(self) -> None:
+        for pool in self._unique_pools():
+            pool.kill()
+        if self.files is not None:
+            self.files.close()
+
+    def run(self, kind: SourceKind, *, stop: threading.Event | None = None, outputs=None,
+            on_progress: Progress | None = None) -> Driver:
+        """Drive ``kind`` until it has nothing more (a live kind: until ``stop`` is set)."""
+        driver = Driver(self, kind, stop=stop, outputs=outputs, on_progress=on_progress)
+        driver.go()
+        return driver
+
+    def ingest(self, refs: list[SourceRef], *, force: bool = False, on_progress: Progress | None = None) -> IngestResult:
+        """Index these files (those already done are skipped unless ``force``)."""
+        if not self.pools:
+            self.start()
+        started = time.perf_counter()
+        outcomes: list[SourceOutcome] = []
+        todo: list[SourceOutcome] = []
+        for ref in refs:
+            outcome = SourceOutcome(ref)
+            outcomes.append(outcome)
+            known = self.index.store.get_source(ref.source_id)
+            if not force and known is not None and known.status == "done":
+                outcome.skipped = True
+                continue
+            if known is None and ref.given_name is None:  # its row before its first segment: a run cut short leaves none orphaned
+                self.index.add_source(SourceInfo(ref.source_id, ref.uri, ref.name, has_video=False, has_audio=False))
+            todo.append(outcome)
+        self.files.queue.extend(todo)
+        driver = self.run(self.files, on_progress=on_progress)
+        return IngestResult(outcomes, driver.segments_done, driver.media_ns_done / NS_PER_SECOND, time.perf_counter() - started)
+
+
+class FileSources:
+    """Files as a source kind: ``decoders`` ``SourceActor``s, each decoding one file at a time
+    from ``queue``; a file's generator blocks when the driver has enough in flight. A decoder that
+    crashes (a codec segfault, out of memory) is replaced for the next file, and that file fails
+    alone: it would crash the new one too."""
+
+    live = False
+
+    def __init__(self, config: IngestConfig, decoders: int) -> None:
+        self.config, self.decoders = config, decoders
+        self.window_ns = seconds_to_ns(config.window_seconds)
+        self.queue: deque[SourceOutcome] = deque()
+        self.free: list = []
+        self.reading: dict[int, object] = {}  # id(outcome) -> its decoder
+        self._cpus = SOURCE_ACTOR_CPUS
+
+    def start(self, cpus: float) -> list[ray.ObjectRef]:
+        self._cpus = cpus
+        self.free = [SourceActor.options(num_cpus=cpus).remote() for _ in range(self.decoders)]
+        return [a.pid.remote() for a in self.free]
+
+    def take(self) -> list[SourceOutcome]:
+        taken = []
+        while self.queue and self.free:
+            outcome = self.queue.popleft()
+            self.reading[id(outcome)] = self.free.pop()
+            taken.append(outcome)
+        return taken
+
+    def pending(self) -> bool:
+        return bool(self.queue)
+
+    def open(self, outcome: SourceOutcome):
+        actor = self.reading[id(outcome)]
+        return actor.segments.remote(outcome.ref.uri, outcome.ref.source_id, self.config.decode, self.window_ns)
+
+    def reopen(self, outcome: SourceOutcome, resume_after_ns: int):
+        self.reading[id(outcome)] = SourceActor.options(num_cpus=self._cpus).remote()  # the next file gets a live one
+        return None
+
+    def on_segment(self, outcome: SourceOutcome, segment: Segment) -> None:
+        pass
+
+    def durable(self, outcome: SourceOutcome, t_ns: int, *, final: bool = False) -> None:
+        pass
+
+    def release(self, outcome: SourceOutcome) -> None:
+        self.free.append(self.reading.pop(id(outcome)))
+
+    def status(self, outcome: SourceOutcome) -> dict | None:
+        return None
+
+    def stop(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for actor in self.free + list(self.reading.values()):
+            ray.kill(actor)

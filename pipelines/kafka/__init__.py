@@ -1,0 +1,1 @@
+"""Kafka: publishing streams, consuming a topic's streams, highlight events out."""
