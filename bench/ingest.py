@@ -32,7 +32,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import psutil  # noqa: E402
 
 from operators.media.decode import DecodeConfig  # noqa: E402
-from pipelines import synth  # noqa: E402
+from pipelines.demo import synth  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 

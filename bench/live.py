@@ -37,7 +37,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines import synth  # noqa: E402
+from pipelines.demo import synth  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache"
 

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from indexers.index import SegmentIndex
-from pipelines import synth
+from pipelines.demo import synth
 from pipelines.console import out, print_ingest_summary, print_moments, run_ingest
 
 QUERIES = ("a cat", "a cup of coffee", "rocket launch", "crowd cheering", "motorcycle")
