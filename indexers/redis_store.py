@@ -31,27 +31,23 @@ upsert also sets ``batch:<uuid>`` inside its transaction: when the connection dr
 own vectors and report no change, so it first asks whether the marker exists and, if it does,
 returns the changes it had planned.
 
-Reconnection: a dropped connection or a server that is briefly away (a restart) is retried for
-about 5 s with growing pauses, then ``RedisUnavailableError`` names the URL. Redis keeps this
-store only as durably as it is configured to: with ``--save ''`` and no AOF a restart empties it;
+Reconnection (``indexers.redis_connection``): a dropped connection or a server that is briefly
+away (a restart) is retried for about 5 s, then ``RedisUnavailableError`` names the URL. Redis keeps
+this store only as durably as it is configured to: with ``--save ''`` and no AOF a restart empties it;
 writes then refuse (the store id is gone) rather than rebuild a partial store silently.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import time
 import uuid
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from indexers.redis_connection import RedisConnection, RedisUnavailableError
 from indexers.redis_rows import (highlight_of, hex64, int64, segment_json, segment_of, source_json, source_of, time_member,
                                  unpack)
 from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChange, VectorSpaceState,
@@ -59,31 +55,7 @@ from indexers.store import (SourceInfo, StoredSegment, VECTOR_SPACES, VectorChan
 from operators.analysis.highlights import HighlightScore
 from operators.records import FusedRecord
 
-log = logging.getLogger(__name__)
-
 SCHEMA_VERSION = 1
-_RECONNECT_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0)  # ~5.5 s: longer than a restart
-_MAX_CONFLICTS = 100  # re-plans after a concurrent write before giving up
-_BATCH_MARK_S = 600
-_CONNECT_TIMEOUT_S = 2.0
-_SOCKET_TIMEOUT_S = 60.0  # one EXEC of a large batch must fit
-_T = TypeVar("_T")
-
-
-class RedisUnavailableError(ConnectionError):
-    """Redis could not be reached at the configured URL (at start, or for longer than the retries)."""
-
-
-def _shown(url: str) -> str:
-    """``url`` with its password masked, fit for errors and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _check_dims(vectors: dict[int, dict[str, np.ndarray]], dims: dict[str, int]) -> None:
@@ -109,14 +81,8 @@ class RedisStore:
         if not prefix:
             raise ValueError("a Redis store needs a non-empty key prefix")
         self.url, self.prefix = url, prefix
-        self._shown = _shown(url)
-        try:
-            # No retries inside redis-py: this class retries whole operations, knowing which
-            # ones are safe to repeat (see the module doc); a second layer would hide that.
-            self._redis = redis.Redis.from_url(url, socket_connect_timeout=_CONNECT_TIMEOUT_S,
-                                               socket_timeout=_SOCKET_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
-        except ValueError as exc:
-            raise ValueError(f"{self._shown} is not a usable Redis URL: {exc}") from None
+        self._conn = RedisConnection(url, prefix)
+        self._redis, self._shown = self._conn.client, self._conn.shown
         try:
             with self._redis.pipeline() as pipe:  # MULTI: both fields are made together or not at all
                 pipe.hsetnx(self._key("meta"), "schema_version", SCHEMA_VERSION)
@@ -146,70 +112,10 @@ class RedisStore:
 
     def ping(self) -> bool:
         """Whether Redis answers now (one try, no retries: for a caller waiting out an outage)."""
-        try:
-            return bool(self._redis.ping())
-        except (redis.ConnectionError, redis.TimeoutError):
-            return False
+        return self._conn.ping()
 
     def _key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
-
-    # -- retries ------------------------------------------------------------------------------------
-
-    def _pause(self, delays: Iterator[float], exc: Exception, what: str) -> None:
-        """Sleep before the next try after a connection error, or raise once the retries are spent."""
-        delay = next(delays, None)
-        if delay is None:
-            raise RedisUnavailableError(f"lost Redis at {self._shown} while trying to {what} and could not "
-                                        f"reconnect within {sum(_RECONNECT_DELAYS_S):.1f} s: {exc}") from exc
-        log.warning("Redis at %s: %s while trying to %s; retrying in %.2f s", self._shown, exc, what, delay)
-        time.sleep(delay)
-
-    def _read(self, what: str, read: Callable[[], _T]) -> _T:
-        """Run ``read`` (which only reads, so repeating it is harmless), reconnecting as needed."""
-        delays = iter(_RECONNECT_DELAYS_S)
-        while True:
-            try:
-                return read()
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self._pause(delays, exc, what)
-
-    def _write(self, what: str, watch: Sequence[str], plan: Callable[[], tuple[_T, Callable]],
-               *, mark: str | None = None) -> _T:
-        """Optimistic read-modify-write: ``WATCH`` the keys ``plan`` reads, let it read and return
-        ``(result, queue)``, run ``queue(pipe)`` inside ``MULTI``/``EXEC``; re-plan when another
-        client changed a watched key, pause and reconnect when the connection drops.
-
-        ``mark``: a key set inside the transaction, checked after a drop before re-planning,
-        for writes whose result would be lost by re-planning against their own effect.
-        """
-        delays = iter(_RECONNECT_DELAYS_S)
-        conflicts = 0
-        sent: list[_T] = []  # the result of a plan whose EXEC went out and may have run
-        while True:
-            try:
-                if sent and mark is not None and self._redis.exists(mark):
-                    return sent[-1]
-                sent.clear()
-                with self._redis.pipeline() as pipe:
-                    pipe.watch(self._key("meta"), *watch)
-                    result, queue = plan()
-                    pipe.multi()
-                    queue(pipe)
-                    if mark is not None:
-                        pipe.set(mark, b"1", ex=_BATCH_MARK_S)
-                    sent.append(result)
-                    pipe.execute()
-                return result
-            except redis.WatchError:
-                # Another writer came first, or the connection died while watching (redis-py says
-                # so with a WatchError too); the marker check above tells the two apart.
-                conflicts += 1
-                if conflicts > _MAX_CONFLICTS:
-                    raise RuntimeError(f"Redis at {self._shown}: could not {what}: other writers changed the "
-                                       f"same keys {_MAX_CONFLICTS} times in a row") from None
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self._pause(delays, exc, what)
+        return self._conn.key(*parts)
 
     def _check_store(self, store_id: bytes | None) -> None:
         if store_id is None or store_id.decode() != self._store_id:
@@ -226,10 +132,10 @@ class RedisStore:
             self._check_store(self._redis.hget(self._key("meta"), "store_id"))
             return None, lambda pipe: pipe.hset(self._key("sources"), source.source_id, source_json(source))
 
-        self._write("upsert a source", [self._key("sources")], plan)
+        self._conn.write("upsert a source", [self._key("sources")], plan)
 
     def get_source(self, source_id: str) -> SourceInfo | None:
-        data = self._read("read a source", lambda: self._redis.hget(self._key("sources"), source_id))
+        data = self._conn.read("read a source", lambda: self._redis.hget(self._key("sources"), source_id))
         return None if data is None else source_of(data)
 
     def find_source(self, key: str) -> SourceInfo | None:
@@ -240,7 +146,7 @@ class RedisStore:
 
     def list_sources(self) -> list[SourceInfo]:
         """Every source, oldest ingest first."""
-        rows = self._read("list sources", lambda: self._redis.hvals(self._key("sources")))
+        rows = self._conn.read("list sources", lambda: self._redis.hvals(self._key("sources")))
         return sorted((source_of(r) for r in rows), key=lambda s: (s.ingested_at_ns, s.source_id))
 
     # -- segments and vectors -------------------------------------------------------------------
@@ -259,7 +165,7 @@ class RedisStore:
             time_member(r.span.start_ns, r.segment_id, r.span.end_ns)
         watch = [self._key("segments"), *(self._key(k, s) for s in VECTOR_SPACES for k in ("space", "vectors"))]
         mark = self._key("batch", uuid.uuid4().hex)
-        return self._write("upsert segments", watch, lambda: self._plan_upsert(by_id, vectors), mark=mark)
+        return self._conn.write("upsert segments", watch, lambda: self._plan_upsert(by_id, vectors), mark=mark)
 
     def _plan_upsert(self, by_id: dict[int, FusedRecord], vectors: dict[int, dict[str, np.ndarray]]):
         ids = list(by_id)
@@ -335,7 +241,7 @@ class RedisStore:
         ids = list(dict.fromkeys(int(i) for i in segment_ids))
         if not ids:
             return []
-        return self._write("delete segments", self._segment_keys(), lambda: self._plan_delete(ids, None))
+        return self._conn.write("delete segments", self._segment_keys(), lambda: self._plan_delete(ids, None))
 
     def delete_source(self, source_id: str) -> list[VectorChange]:
         """Remove a source and all it holds (segments, vectors, cuts, scores, summary), in one transaction."""
@@ -344,7 +250,7 @@ class RedisStore:
         def plan():
             return self._plan_delete([int64(m[16:32]) for m in self._redis.zrange(time_key, 0, -1)], source_id)
 
-        return self._write("delete a source", [*self._segment_keys(), time_key, self._key("sources"),
+        return self._conn.write("delete a source", [*self._segment_keys(), time_key, self._key("sources"),
                                                self._key("highlights_of", source_id)], plan)
 
     def _segment_keys(self) -> list[str]:
@@ -407,7 +313,7 @@ class RedisStore:
         ids = list(dict.fromkeys(int(i) for i in segment_ids))
         if not ids:
             return {}
-        rows = self._read("read segments", lambda: self._redis.hmget(self._key("segments"), [hex64(i) for i in ids]))
+        rows = self._conn.read("read segments", lambda: self._redis.hmget(self._key("segments"), [hex64(i) for i in ids]))
         return {sid: segment_of(sid, data) for sid, data in zip(ids, rows) if data is not None}
 
     def segments_of_source(self, source_id: str, *, start_ns: int | None = None,
@@ -425,13 +331,13 @@ class RedisStore:
             rows = self._redis.hmget(self._key("segments"), [hex64(i) for i in ids]) if ids else []
             return list(zip(ids, rows))
 
-        found = [segment_of(sid, data) for sid, data in self._read("read a source's segments", read) if data is not None]
+        found = [segment_of(sid, data) for sid, data in self._conn.read("read a source's segments", read) if data is not None]
         # A segment rewritten between the two reads is judged by what it is now.
         found = [s for s in found if s.source_id == source_id and s.start_ns < hi and s.end_ns > lo]
         return sorted(found, key=lambda s: (s.start_ns, s.segment_id))
 
     def count_segments(self) -> int:
-        return self._read("count segments", lambda: self._redis.hlen(self._key("segments")))
+        return self._conn.read("count segments", lambda: self._redis.hlen(self._key("segments")))
 
     def vector_space(self, space: str) -> VectorSpaceState | None:
         """Dimension, revision and count of one space; None until a vector was ever written to it."""
@@ -441,11 +347,11 @@ class RedisStore:
                 pipe.hlen(self._key("vectors", space))
                 return pipe.execute()
 
-        (dim, revision), count = self._read("read a vector space", read)
+        (dim, revision), count = self._conn.read("read a vector space", read)
         return None if dim is None else VectorSpaceState(dim=int(dim), revision=int(revision), count=count)
 
     def _dim(self, space: str) -> int:
-        dim = self._read("read a vector space", lambda: self._redis.hget(self._key("space", space), "dim"))
+        dim = self._conn.read("read a vector space", lambda: self._redis.hget(self._key("space", space), "dim"))
         return 0 if dim is None else int(dim)
 
     def _queue_removal(self, pipe, space: str, revision: int, removed: list[int]) -> None:
@@ -467,12 +373,12 @@ class RedisStore:
                 pipe.zrangebyscore(self._key("vector_gone", space), f"({since_revision}", "+inf")
                 return pipe.execute()
 
-        (dim, revision), count, tracked, written, removed = self._read("read what changed in a vector space", read)
+        (dim, revision), count, tracked, written, removed = self._conn.read("read what changed in a vector space", read)
         if dim is None or tracked != count:
             return None
         # Read after the revision: a vector rewritten since comes newer (the next catch-up sees
         # its revision again and rewrites it once more); one removed since is left out here.
-        blobs = (self._read("read vectors", lambda: self._redis.hmget(self._key("vectors", space), written))
+        blobs = (self._conn.read("read vectors", lambda: self._redis.hmget(self._key("vectors", space), written))
                  if written else [])
         found = [(int64(m), blob) for m, blob in zip(written, blobs) if blob is not None]
         ids, vectors = unpack([sid for sid, _ in found], [blob for _, blob in found], int(dim))
@@ -482,7 +388,7 @@ class RedisStore:
     def get_vectors(self, space: str, segment_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(ids int64 [n], vectors float32 [n, dim])`` for the ids that have a vector in ``space``, by id."""
         ids = sorted({int(i) for i in segment_ids})
-        blobs = (self._read("read vectors", lambda: self._redis.hmget(self._key("vectors", space),
+        blobs = (self._conn.read("read vectors", lambda: self._redis.hmget(self._key("vectors", space),
                                                                        [hex64(i) for i in ids])) if ids else [])
         found = [(sid, blob) for sid, blob in zip(ids, blobs) if blob is not None]
         if not found:
@@ -499,7 +405,7 @@ class RedisStore:
                 members = self._redis.zrangebylex(self._key("vector_ids", space), after, "+", start=0, num=batch_rows)
                 return members, (self._redis.hmget(self._key("vectors", space), members) if members else [])
 
-            members, blobs = self._read("page through vectors", read)
+            members, blobs = self._conn.read("page through vectors", read)
             if not members:
                 return
             found = [(int64(m), blob) for m, blob in zip(members, blobs) if blob is not None]
@@ -554,10 +460,10 @@ class RedisStore:
 
             return None, queue
 
-        self._write("store an analysis", [self._key("highlights"), owned_key], plan)
+        self._conn.write("store an analysis", [self._key("highlights"), owned_key], plan)
 
     def get_cuts(self, source_id: str) -> list[tuple[int, float]]:
-        data = self._read("read cuts", lambda: self._redis.get(self._key("cuts", source_id)))
+        data = self._conn.read("read cuts", lambda: self._redis.get(self._key("cuts", source_id)))
         return [] if data is None else [(t, s) for t, s in json.loads(data)]
 
     def highlight_scores(self, source_id: str | None = None) -> list[HighlightScore]:
@@ -568,14 +474,14 @@ class RedisStore:
             fields = list(self._redis.smembers(self._key("highlights_of", source_id)))
             return list(zip(fields, self._redis.hmget(self._key("highlights"), fields))) if fields else []
 
-        found = [highlight_of(int64(field), data) for field, data in self._read("read highlight scores", read)
+        found = [highlight_of(int64(field), data) for field, data in self._conn.read("read highlight scores", read)
                  if data is not None]
         if source_id:
             found = [h for h in found if h.source_id == source_id]
         return sorted(found, key=lambda h: (h.source_id, h.span.start_ns, h.segment_id))
 
     def get_summary(self, source_id: str) -> dict | None:
-        data = self._read("read a summary", lambda: self._redis.get(self._key("summary", source_id)))
+        data = self._conn.read("read a summary", lambda: self._redis.get(self._key("summary", source_id)))
         return None if data is None else json.loads(data)
 
     # -- checkpoints and events ---------------------------------------------------------------------
@@ -588,16 +494,16 @@ class RedisStore:
             self._check_store(self._redis.hget(self._key("meta"), "store_id"))
             return None, lambda pipe: pipe.hset(self._key("checkpoints"), key, data)
 
-        self._write("write a checkpoint", [self._key("checkpoints")], plan)
+        self._conn.write("write a checkpoint", [self._key("checkpoints")], plan)
 
     def get_checkpoint(self, key: str) -> dict | None:
-        data = self._read("read a checkpoint", lambda: self._redis.hget(self._key("checkpoints"), key))
+        data = self._conn.read("read a checkpoint", lambda: self._redis.hget(self._key("checkpoints"), key))
         return None if data is None else json.loads(data)
 
     def publish(self, channel: str, message: str) -> int:
         """Redis pub/sub on ``PREFIX:CHANNEL``; returns how many subscribers got it. Not retried
         beyond one reconnect pause: pub/sub is fire-and-forget (the events are also kept elsewhere)."""
-        return self._read("publish an event", lambda: int(self._redis.publish(self._key(channel), message)))
+        return self._conn.read("publish an event", lambda: int(self._redis.publish(self._key(channel), message)))
 
     def close(self) -> None:
         self._redis.close()

@@ -2,7 +2,9 @@
 
 Without persistence by default (``--save '' --appendonly no``): a restart empties it. With
 ``data_dir`` it keeps an append-only file there, fsynced on every write, so a restart (even a
-``kill -9``) keeps every write the server acknowledged.
+``kill -9``) keeps every write the server acknowledged. The fixtures below are shared by every
+test module (tests/conftest.py loads this one as a plugin): ``redis_server`` one per module,
+``own_server`` and ``aof_server`` private ones for cases that kill them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
+import pytest
 import redis
 
 REDIS_SERVER = shutil.which("redis-server")
 INSTALL_HINT = "redis-server is not installed (apt-get install -y redis-server)"
+needs_redis = pytest.mark.skipif(REDIS_SERVER is None, reason=INSTALL_HINT)
 
 
 def free_port() -> int:
@@ -73,3 +78,35 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port)
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    if REDIS_SERVER is None:
+        pytest.fail(INSTALL_HINT)  # make test installs it: missing means the set-up is broken, not a skip
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def own_server():
+    """A private server without persistence, for cases that kill it."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def aof_server(tmp_path):
+    """A private server that keeps an fsynced append-only file in tmp_path: restarts keep the data."""
+    server = RedisServer(data_dir=tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+def fresh_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
