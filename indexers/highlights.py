@@ -9,6 +9,7 @@ same scores as ``search``, so "crowd cheering" keeps the cheering and drops the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Sequence
 
 from indexers.index import SegmentIndex
 from indexers.search import Searcher
@@ -34,11 +35,24 @@ class Highlight:
             "score": round(m.score, 4),
             "labels": list(m.labels),
             "reason": m.reason,
+            "kinds": highlight_kinds(m.labels),
             "segment_ids": [str(i) for i in m.segment_ids],
         }
         if self.relevance is not None:
             out["relevance"] = round(self.relevance, 4)
         return out
+
+
+HighlightKind = Literal["sound", "loud", "visual", "speech"]
+HIGHLIGHT_KINDS: tuple[HighlightKind, ...] = ("sound", "loud", "visual", "speech")
+_KIND_OF_LABEL = {"loud": "loud", "emphatic speech": "speech", "fast motion": "visual", "rapid cuts": "visual"}
+
+
+def highlight_kinds(labels: Sequence[str]) -> list[HighlightKind]:
+    """What made a moment stand out, from its labels: a named sound (``sound``), a rise in level
+    (``loud``), motion or cutting (``visual``), exclaimed speech (``speech``)."""
+    kinds = {_KIND_OF_LABEL.get(label, "sound") for label in labels}
+    return [k for k in HIGHLIGHT_KINDS if k in kinds]
 
 
 def find_highlights(index: SegmentIndex, *, source_id: str | None = None, min_score: float, top_k: int | None = None,

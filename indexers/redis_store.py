@@ -216,6 +216,11 @@ class RedisStore:
 
         def queue(pipe) -> None:
             pipe.hset(self._key("segments"), mapping={hex64(sid): segment_json(r) for sid, r in by_id.items()})
+            pictures = {hex64(sid): r.thumbnail_jpeg for sid, r in by_id.items() if r.thumbnail_jpeg}
+            if pictures:
+                pipe.hset(self._key("thumbnails"), mapping=pictures)
+            if pictureless := [hex64(sid) for sid, r in by_id.items() if not r.thumbnail_jpeg]:
+                pipe.hdel(self._key("thumbnails"), *pictureless)
             for key, member in unindex:
                 pipe.zrem(key, member)
             by_source: dict[str, dict[str, int]] = {}
@@ -293,6 +298,7 @@ class RedisStore:
             if fields:
                 pipe.hdel(self._key("segments"), *fields)
                 pipe.hdel(self._key("highlights"), *fields)
+                pipe.hdel(self._key("thumbnails"), *fields)
             for key, member, src in members:
                 pipe.zrem(key, member)
                 pipe.srem(self._key("highlights_of", src), member[16:32])  # highlights are keyed by segment id
@@ -307,6 +313,10 @@ class RedisStore:
                 pipe.hdel(self._key("sources"), source_id)
 
         return changes, queue
+
+    def get_thumbnail(self, segment_id: int) -> bytes | None:
+        """The segment's JPEG (``FusedRecord.thumbnail_jpeg``), or None."""
+        return self._conn.read("read a thumbnail", lambda: self._redis.hget(self._key("thumbnails"), hex64(segment_id)))
 
     def get_segments(self, segment_ids: Iterable[int]) -> dict[int, StoredSegment]:
         """The stored segments among ``segment_ids``, by id; unknown ids are left out."""
@@ -504,6 +514,14 @@ class RedisStore:
         """Redis pub/sub on ``PREFIX:CHANNEL``; returns how many subscribers got it. Not retried
         beyond one reconnect pause: pub/sub is fire-and-forget (the events are also kept elsewhere)."""
         return self._conn.read("publish an event", lambda: int(self._redis.publish(self._key(channel), message)))
+
+    def channel_key(self, channel: str) -> str:
+        """The pub/sub channel ``publish(channel, ...)`` sends on."""
+        return self._key(channel)
+
+    def pubsub(self):
+        """A redis-py ``PubSub`` on this server (its own connection), for ``channel_key`` channels."""
+        return self._redis.pubsub()
 
     def close(self) -> None:
         self._redis.close()

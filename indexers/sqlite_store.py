@@ -51,6 +51,7 @@ CREATE INDEX IF NOT EXISTS highlights_by_score ON highlight_scores(score);
 CREATE INDEX IF NOT EXISTS highlights_by_source ON highlight_scores(source_id, start_ns);
 CREATE TABLE IF NOT EXISTS summaries (source_id TEXT PRIMARY KEY, summary TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS thumbnails (segment_id INTEGER PRIMARY KEY, jpeg BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (
     space TEXT NOT NULL, segment_id INTEGER NOT NULL, vector BLOB NOT NULL, revision INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (space, segment_id));
@@ -244,6 +245,10 @@ class SqliteStore:
                   packed.get("visual"), packed.get("audio"))
                  for r, packed in ((r, packed_scores(r)) for r in by_id.values())],
             )
+            self._db.executemany("INSERT OR REPLACE INTO thumbnails (segment_id, jpeg) VALUES (?, ?)",
+                                 [(sid, r.thumbnail_jpeg) for sid, r in by_id.items() if r.thumbnail_jpeg])
+            self._db.executemany("DELETE FROM thumbnails WHERE segment_id=?",
+                                 [(sid,) for sid, r in by_id.items() if not r.thumbnail_jpeg])
             for space in VECTOR_SPACES:
                 change = self._upsert_space(space, ids, vectors, dims)
                 if change is not None:
@@ -314,6 +319,7 @@ class SqliteStore:
         for chunk in _chunks(ids):
             self._db.execute(f"DELETE FROM segments WHERE segment_id IN ({_marks(len(chunk))})", chunk)
             self._db.execute(f"DELETE FROM highlight_scores WHERE segment_id IN ({_marks(len(chunk))})", chunk)
+            self._db.execute(f"DELETE FROM thumbnails WHERE segment_id IN ({_marks(len(chunk))})", chunk)
         return changes
 
     def delete_source(self, source_id: str) -> list[VectorChange]:
@@ -335,6 +341,17 @@ class SqliteStore:
                     f"SELECT {self._columns} FROM segments WHERE segment_id IN ({_marks(len(chunk))})", chunk)
                 out.update((row[0], _segment(row)) for row in rows)
         return out
+
+    def get_thumbnail(self, segment_id: int) -> bytes | None:
+        """The segment's JPEG (``FusedRecord.thumbnail_jpeg``), or None."""
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT jpeg FROM thumbnails WHERE segment_id=?", (int(segment_id),)).fetchone()
+            except sqlite3.OperationalError as exc:  # a file from before thumbnails, opened read-only
+                if "no such table" not in str(exc):
+                    raise
+                return None
+        return None if row is None else bytes(row[0])
 
     def segments_of_source(self, source_id: str, *, start_ns: int | None = None,
                            end_ns: int | None = None) -> list[StoredSegment]:

@@ -392,6 +392,20 @@ class VectorIndexes:
 
     # -- searching --------------------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Catch up with what other processes committed since (a long-lived reader, such as
+        ``vidscope serve``, beside a running ingest): each space's revision is read from the
+        store (one small read per space) and newer changes are replayed, or the space rebuilt
+        at its next use when they cannot be."""
+        with self._lock:
+            for name in VECTOR_SPACES:
+                state = self._store.vector_space(name)
+                space = self._spaces.get(name)
+                if state is None or (space is not None and space.revision == state.revision):
+                    continue
+                if space is None or state.revision < space.revision or not self._catch_up(space):
+                    self._stale.add(name)
+
     def search(self, space: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(scores float32 [q, k'], ids int64 [q, k'])``, best first, k' <= k (no ``-1`` padding
         columns); empty when the space holds nothing. Queries must be L2-normalised float32."""

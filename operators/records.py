@@ -266,6 +266,8 @@ class FusedRecord:
     embeddings: Mapping[str, np.ndarray]
     visual_features: np.ndarray | None
     class_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
+    thumbnail_jpeg: bytes | None = field(default=None, repr=False)
+    """The picture a result shows (``operators.media.jpeg``); None without frames."""
 
     def __post_init__(self) -> None:
         for name in self.class_scores:

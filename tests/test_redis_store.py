@@ -174,6 +174,21 @@ def test_every_class_score_is_kept_compactly_and_comes_back_within_quantisation(
     assert got[bare.segment_id].class_scores("audio") is None and got[bare.segment_id].packed_scores == {}
 
 
+def test_a_segments_thumbnail_is_kept_replaced_and_deleted_with_it(store):
+    jpeg = b"\xff\xd8 a picture \xff\xd9"
+    with_picture = dataclasses.replace(record("cam", 0.0, visual=basis(1)), thumbnail_jpeg=jpeg)
+    other = dataclasses.replace(record("cam", 2.0, visual=basis(2)), thumbnail_jpeg=b"\xff\xd8 other")
+    store.upsert_segments([with_picture, other])
+    assert store.get_thumbnail(with_picture.segment_id) == jpeg
+    store.upsert_segments([dataclasses.replace(with_picture, thumbnail_jpeg=None)])  # a record replaces all it had
+    assert store.get_thumbnail(with_picture.segment_id) is None
+    store.delete_segments([other.segment_id])
+    assert store.get_thumbnail(other.segment_id) is None
+    store.upsert_segments([with_picture])
+    store.delete_source("cam")
+    assert store.get_thumbnail(with_picture.segment_id) is None and store.get_thumbnail(12345) is None
+
+
 def test_a_database_written_before_class_scores_opens_and_gains_them(tmp_path):
     import sqlite3
 

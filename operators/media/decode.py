@@ -160,7 +160,7 @@ def _shown(path: str | Path | BinaryIO) -> str:
     return str(path) if isinstance(path, (str, Path)) else f"<{type(path).__name__}>"
 
 
-def _start_ns(container: av.container.InputContainer) -> int:
+def container_start_ns(container: av.container.InputContainer) -> int:
     # container.start_time is in AV_TIME_BASE (microseconds); it is the earliest stream start.
     return 0 if container.start_time is None else int(container.start_time) * 1000
 
@@ -175,7 +175,7 @@ def probe(path: str | Path) -> MediaInfo:
             has_video=video is not None,
             has_audio=bool(container.streams.audio),
             duration_ns=duration_ns,
-            start_ns=_start_ns(container),
+            start_ns=container_start_ns(container),
             width=video.codec_context.width if video else None,
             height=video.codec_context.height if video else None,
             average_fps=float(video.average_rate) if video is not None and video.average_rate else None,
@@ -183,7 +183,7 @@ def probe(path: str | Path) -> MediaInfo:
         )
 
 
-def _pts_to_ns(pts: int, time_base) -> int:
+def pts_to_ns(pts: int, time_base) -> int:
     """Exact integer conversion, rounded to the nearest nanosecond."""
     den = time_base.denominator
     return (2 * int(pts) * NS_PER_SECOND * time_base.numerator + den) // (2 * den)
@@ -217,7 +217,7 @@ class Decoder:
         self._container = _open(path, options, timeout_s, format)
         self.has_video = bool(self._container.streams.video)
         self.has_audio = bool(self._container.streams.audio)
-        self.origin_ns = _start_ns(self._container)
+        self.origin_ns = container_start_ns(self._container)
         self.video_end_ns: int | None = None
         """Where the video ends (last frame time plus one frame), known once iteration is done."""
 
@@ -265,7 +265,7 @@ class Decoder:
             if packet.stream is video:
                 if self.on_keyframe is not None and packet.is_keyframe and packet.pts is not None and packet.pos is not None \
                         and packet.pos >= 0:
-                    self.on_keyframe(_pts_to_ns(packet.pts, packet.time_base) - self.origin_ns, packet.pos)
+                    self.on_keyframe(pts_to_ns(packet.pts, packet.time_base) - self.origin_ns, packet.pos)
                 if self.config.skip_unsampled:
                     picker.steer(video.codec_context, packet)
                 yield from picker.take(self._decode(packet), self.stats)
@@ -337,7 +337,7 @@ class _Join:
             return False
         jumped = False
         if self.last is not None:
-            gap_ns = _pts_to_ns(t + self.shift - self.last, self.time_base)
+            gap_ns = pts_to_ns(t + self.shift - self.last, self.time_base)
             if gap_ns < -STEP_BACK_NS or gap_ns > LEAP_AHEAD_NS:
                 self.last_jump_ns = gap_ns
                 self.shift += self.last + self.step - (t + self.shift)
@@ -377,7 +377,7 @@ class _FramePicker:
         always decoded, so the picture at the target is still exact."""
         if packet.pts is None or self.frame_duration_ns <= 0:
             return
-        t_ns = _pts_to_ns(packet.pts, packet.time_base) - self.origin_ns
+        t_ns = pts_to_ns(packet.pts, packet.time_base) - self.origin_ns
         skip = t_ns < self.next_target_ns - 2 * self.frame_duration_ns
         if skip != self._skipping:
             codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
@@ -388,7 +388,7 @@ class _FramePicker:
             stats.video_frames_decoded += 1
             if frame.pts is None:
                 continue
-            pts_ns = _pts_to_ns(frame.pts, frame.time_base) - self.origin_ns
+            pts_ns = pts_to_ns(frame.pts, frame.time_base) - self.origin_ns
             if self.last_pts_ns is not None:
                 if pts_ns <= self.last_pts_ns:
                     continue  # out-of-order or repeated timestamp: keep the clock monotonic
@@ -432,7 +432,7 @@ class _Resampler:
 
     def push(self, frame: av.AudioFrame) -> AudioChunk | None:
         if frame.pts is not None and self._next_sample is None:
-            t_ns = _pts_to_ns(frame.pts, frame.time_base) - self.origin_ns
+            t_ns = pts_to_ns(frame.pts, frame.time_base) - self.origin_ns
             self._next_sample = round(t_ns * self.rate / NS_PER_SECOND)
         try:
             return self._emit(self._resampler.resample(frame))
@@ -452,7 +452,7 @@ class _Resampler:
         # for gaps in the input; fall back to counting when it gives none.
         first = frames[0]
         if first.pts is not None:
-            start = round(_pts_to_ns(first.pts, first.time_base) * self.rate / NS_PER_SECOND) - round(
+            start = round(pts_to_ns(first.pts, first.time_base) * self.rate / NS_PER_SECOND) - round(
                 self.origin_ns * self.rate / NS_PER_SECOND)
         else:
             start = self._next_sample or 0
@@ -469,7 +469,7 @@ def frames_between(path: str | Path, start_ns: int, end_ns: int, config: DecodeC
             return np.zeros((0, 1, 1, 3), np.uint8), np.zeros(0, np.int64)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        origin_ns = _start_ns(container)
+        origin_ns = container_start_ns(container)
         target = max(0, start_ns + origin_ns) * stream.time_base.denominator // (NS_PER_SECOND * stream.time_base.numerator)
         container.seek(int(target), stream=stream, backward=True)
         picker = _FramePicker(config, origin_ns)

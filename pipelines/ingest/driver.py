@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Protocol
 
 import ray
@@ -31,6 +31,7 @@ import ray
 from indexers.store import SourceInfo, StoredSegment
 from operators.analysis.fuse import Observations
 from operators.analysis.highlights import HighlightScorer, Signals, merge_highlights
+from operators.media.jpeg import thumbnail_jpeg
 from operators.records import Segment, Span
 from operators.analysis.shots import ShotDetector, ShotResult
 from operators.analysis.summary import SegmentFacts, SummaryInput
@@ -125,6 +126,7 @@ class _Seg:
     results: dict[str, object] = field(default_factory=dict)
     observations: Observations | None = None
     attempts: dict[str, int] = field(default_factory=dict)
+    thumbnail_jpeg: bytes | None = None  # made here from the decoded frames, stored with the fused record
 
 
 @dataclass(slots=True)
@@ -338,7 +340,7 @@ class Driver:
         if len(segment.frames) or segment.audio is not None:
             needs.add("caption")
         needs &= self.ing.pools.keys()
-        seg = _Seg(src, ref, segment.span, needs)
+        seg = _Seg(src, ref, segment.span, needs, thumbnail_jpeg=thumbnail_jpeg(segment))
         self.segs[segment.id] = seg
         src.unfinished += 1
         for stage in needs:
@@ -466,6 +468,8 @@ class Driver:
                       seg.span.end_seconds, reason)
 
     def _write(self, sids: list[int], records: list) -> None:
+        records = [replace(r, thumbnail_jpeg=seg.thumbnail_jpeg) if (seg := self.segs.get(sid)) else r
+                   for sid, r in zip(sids, records)]
         if self.store_down_since is not None:
             self.unwritten.append((sids, records))
             return
