@@ -23,6 +23,7 @@ The file is written beside ``out_path`` and renamed into place: a failed cut lea
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,6 +34,8 @@ import av
 import numpy as np
 
 from operators.media.decode import container_start_ns, pts_to_ns
+from indexers.store import SourceInfo
+from operators.media.record import INDEX_FILE, read_index
 from operators.records import NS_PER_SECOND
 
 ClipMode = Literal["auto", "copy", "encode"]
@@ -292,3 +295,62 @@ class _Cut:
 
 def _ns_to_pts(t_ns: int, time_base) -> int:
     return round(Fraction(t_ns, NS_PER_SECOND) / Fraction(time_base))
+
+
+def recording_folder(data_dir: str | os.PathLike, name: str) -> Path:
+    """Where live stream ``name``'s recording is kept (stream names are checked: no path in them)."""
+    return Path(data_dir) / "recordings" / name
+
+
+def cut_source(data_dir: str | os.PathLike, source: SourceInfo, start_ns: int, end_ns: int, out_path: str | os.PathLike,
+               *, mode: ClipMode = "auto") -> ClipReport:
+    """A clip of an indexed source: from the file it was read from, or for a live stream from
+    its recording. ``LookupError`` when neither holds the span."""
+    recorded = recording_folder(data_dir, source.name)
+    if "://" in source.uri or not os.path.isfile(source.uri):
+        if (recorded / INDEX_FILE).is_file():
+            return cut_recorded(recorded, start_ns, end_ns, out_path, mode=mode)
+        if "://" in source.uri:
+            raise LookupError(f"{source.name} is a stream that was not recorded: run `vidscope live ... --record` "
+                              "to keep what it shows")
+        raise LookupError(f"{source.name}: its media is no longer at {source.uri}")
+    return cut_clip(source.uri, start_ns, end_ns, out_path, mode=mode)
+
+
+def cut_recorded(folder: str | os.PathLike, start_ns: int, end_ns: int, out_path: str | os.PathLike, *,
+                 mode: ClipMode = "auto") -> ClipReport:
+    """``cut_clip`` of a live stream's recording (``operators.media.record``): times are the
+    stream's own; the files that cover the span are joined (MPEG-TS joins by concatenation) and
+    cut. Only what retention kept can be cut: a span partly deleted starts where the recording does."""
+    folder = Path(folder)
+    files = [f for f in read_index(folder) if f.end_ns > start_ns and f.start_ns < end_ns]
+    if not files:
+        kept = read_index(folder)
+        held = (f"it holds {kept[0].start_ns / NS_PER_SECOND:.1f}-{kept[-1].end_ns / NS_PER_SECOND:.1f} s"
+                if kept else "it holds nothing yet")
+        raise LookupError(f"{start_ns / NS_PER_SECOND:.1f}-{end_ns / NS_PER_SECOND:.1f} s of this stream was not "
+                          f"recorded or is no longer kept ({held})")
+    out_path = Path(out_path)
+    fd, joined = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".ts", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            for f in files:
+                with open(folder / f.name, "rb") as part:
+                    shutil.copyfileobj(part, sink)
+        zero_ns = files[0].start_ns - _first_video_ns(folder / files[0].name)  # stream time of the joined file's clock 0
+        report = cut_clip(joined, max(0, start_ns - zero_ns), end_ns - zero_ns, out_path, mode=mode)
+    finally:
+        os.unlink(joined)
+    return ClipReport(report.path, report.start_ns + zero_ns, report.end_ns + zero_ns, report.mode, report.video_frames)
+
+
+def _first_video_ns(path: Path) -> int:
+    """Where a recorded file's first packet (a video keyframe: files are cut there) sits on the
+    file's own clock (PTS minus its start time, which an earlier audio packet may set)."""
+    with av.open(str(path)) as c:
+        origin = container_start_ns(c)
+        streams = c.streams.video or c.streams.audio
+        for packet in c.demux(streams[0]):
+            if packet.pts is not None:
+                return pts_to_ns(packet.pts, packet.time_base) - origin
+    return 0

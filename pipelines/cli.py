@@ -33,6 +33,9 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--redis", default=os.environ.get("VIDSCOPE_REDIS"),
                         help="keep metadata and vectors in Redis (redis://host:port/db), shared by several workers "
                              "(default $VIDSCOPE_REDIS; none: SQLite in the data folder)")
+    common.add_argument("--server", default=os.environ.get("VIDSCOPE_SERVER"),
+                        help="search, highlights, summary: ask a running `vidscope serve` at this URL instead of opening "
+                             "the data folder (default $VIDSCOPE_SERVER; token from $VIDSCOPE_API_TOKEN)")
     common.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     return common
 
@@ -52,6 +55,33 @@ def _ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="clip/vlm: a hub name or a local folder (with --endpoint: the served model's name)")
     p.add_argument("--endpoint", default=None,
                    help="vlm: an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (key from $VIDSCOPE_VLM_API_KEY)")
+
+
+def duration_seconds(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``24h``, ``7d`` as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 30m, 24h, 7d)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a duration must be positive, got {text!r}")
+    return value
+
+
+def size_bytes(text: str) -> int:
+    """``500M``, ``20G``, ``1T`` (powers of 1024), or bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    upper = text.upper().removesuffix("B")
+    number, unit = (upper[:-1], units[upper[-1]]) if upper and upper[-1] in units else (upper, 1)
+    try:
+        value = int(float(number) * unit)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 20G)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"a size must be positive, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also publish each highlight as a JSON event to this Kafka topic (schema: pipelines/kafka/events.py)")
     p.add_argument("--chapter-seconds", type=float, default=120.0,
                    help="summarise every this many seconds of a stream as a chapter event (default 120)")
+    p.add_argument("--record", action="store_true",
+                   help="keep each stream's packets (rolling MPEG-TS, stream copy) in DATA/recordings/NAME, so that "
+                        "its moments can be watched and exported")
+    p.add_argument("--retain", type=duration_seconds, default=None, metavar="DURATION",
+                   help="with --record: keep this much of each stream, the oldest deleted first (e.g. 90s, 30m, 24h, 7d)")
+    p.add_argument("--retain-size", type=size_bytes, default=None, metavar="SIZE",
+                   help="with --record: keep at most this much disk per stream (e.g. 500M, 20G)")
     p.add_argument("--max-queue", type=int, default=30,
                    help="segments waiting for the encoders before the oldest is dropped (default 30)")
     _ingest_options(p)
@@ -208,7 +245,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         parse_kafka_url(args.events)  # a wrong URL fails now, not at the first highlight
     # Checked before the data folder is touched: a bad name or URL leaves nothing behind.
     options = LiveOptions(tuple(args.urls), tuple(args.name), max_queue=args.max_queue, events_url=args.events,
-                          group=args.group, chapter_seconds=args.chapter_seconds)
+                          group=args.group, chapter_seconds=args.chapter_seconds, record=args.record,
+                          retain_seconds=args.retain, retain_bytes=args.retain_size)
     use_profile(args.data, config.profile)
     reports = run_live(args.data, config, options, ray_address=args.ray_address)
     if args.json:
@@ -241,9 +279,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise ValueError("--top-k must be at least 1")
+    if args.server:
+        from pipelines.remote import get_json
+
+        found = get_json(args.server, "search", {"q": args.text, "top_k": args.top_k})["results"]
+        print_moments(found, as_json=args.json)
+        return 0
     with open_searcher(args.data) as searcher:
-        moments = searcher.search(args.text, top_k=args.top_k)
-        print_moments(moments, as_json=args.json)
+        print_moments([m.to_json() for m in searcher.search(args.text, top_k=args.top_k)], as_json=args.json)
     return 0
 
 
@@ -260,7 +303,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
         here = searcher.index.store.segments_of_source(source.source_id, start_ns=t_ns, end_ns=t_ns + 1)
         if not here:
             raise ValueError(f"{source.name} has no indexed moment at {args.at:g} s")
-        print_moments(searcher.similar_images(here[0].segment_id, top_k=args.top_k), as_json=args.json)
+        print_moments([m.to_json() for m in searcher.similar_images(here[0].segment_id, top_k=args.top_k)],
+                      as_json=args.json)
     return 0
 
 
@@ -272,6 +316,12 @@ def cmd_highlights(args: argparse.Namespace) -> int:
 
     min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score
     options = dict(min_score=min_score, top_k=args.top_k)
+    if args.server:
+        from pipelines.remote import get_json
+
+        source_id = get_json(args.server, "sources", {"key": args.source})["sources"][0]["source_id"] if args.source else None
+        docs = get_json(args.server, "highlights", {"q": args.text, "source": source_id, **options})["results"]
+        return _print_highlights(docs, args, min_score)
     if args.text is not None:
         with open_searcher(args.data) as searcher:
             source_id = find_source(searcher.index, args.source).source_id if args.source else None
@@ -280,19 +330,29 @@ def cmd_highlights(args: argparse.Namespace) -> int:
         with SegmentIndex(data_folder(args.data), read_only=True) as index:
             source_id = find_source(index, args.source).source_id if args.source else None
             found = find_highlights(index, source_id=source_id, **options)
+    return _print_highlights([h.to_json() for h in found], args, min_score)
+
+
+def _print_highlights(docs: list[dict], args: argparse.Namespace, min_score: float) -> int:
     if args.json:
-        out(json.dumps([h.to_json() for h in found], indent=2))
+        out(json.dumps(docs, indent=2))
         return 0
-    if not found:
+    if not docs:
         out(f"no highlights scoring {min_score} or more" + (f" that match {args.text!r}" if args.text else ""))
-    for rank, h in enumerate(found, 1):
-        doc = h.to_json()
+    for rank, doc in enumerate(docs, 1):
         out(f"{rank}. {doc['source']}  {_clock(doc['start'])}-{_clock(doc['end'])}  score {doc['score']:.2f}  "
               f"{doc['reason']}  [{', '.join(doc['labels'])}]")
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    if args.server:
+        from pipelines.remote import get_json
+
+        source_id = get_json(args.server, "sources", {"key": args.source})["sources"][0]["source_id"]
+        doc = get_json(args.server, f"sources/{source_id}/summary")
+        out(json.dumps({k: v for k, v in doc.items() if k != "rendered"}, indent=2) if args.json else doc["rendered"])
+        return 0
     from pipelines.query import load_summary
 
     source, summary = load_summary(args.data, args.source)
@@ -314,18 +374,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from indexers.clips import cut_clip
+    from indexers.clips import cut_source
     from indexers.index import SegmentIndex
     from operators.records import seconds_to_ns
     from pipelines.query import data_folder, find_source
 
     with SegmentIndex(data_folder(args.data), read_only=True) as index:
         source = find_source(index, args.source)
-    if "://" not in source.uri and not Path(source.uri).is_file():
-        raise ValueError(f"{source.name}: its media is no longer at {source.uri}")
     if args.output.is_dir():
         raise ValueError(f"{args.output} is a folder: give the clip's file name")
-    report = cut_clip(source.uri, seconds_to_ns(args.start), seconds_to_ns(args.end), args.output, mode=args.mode)
+    try:
+        report = cut_source(args.data, source, seconds_to_ns(args.start), seconds_to_ns(args.end), args.output,
+                            mode=args.mode)
+    except LookupError as exc:
+        raise ValueError(str(exc)) from None
     doc = {"source": source.name, "source_id": source.source_id, "path": str(report.path), "mode": report.mode,
            "start": report.start_ns / 1e9, "end": report.end_ns / 1e9, "video_frames": report.video_frames}
     out(json.dumps(doc, indent=2) if args.json else

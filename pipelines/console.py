@@ -152,14 +152,14 @@ def _probed_seconds(refs) -> float:
 
 
 
-def print_moments(moments, *, as_json: bool) -> None:
+def print_moments(docs: list[dict], *, as_json: bool) -> None:
+    """Moments as ``Moment.to_json`` (or the API) gives them."""
     if as_json:
-        out(json.dumps([m.to_json() for m in moments], indent=2))
+        out(json.dumps(docs, indent=2))
         return
-    if not moments:
+    if not docs:
         out("no matching moments")
-    for rank, m in enumerate(moments, 1):
-        doc = m.to_json()
+    for rank, doc in enumerate(docs, 1):
         out(f"{rank}. {doc['source']}  {_clock(doc['start'])}-{_clock(doc['end'])}  score {doc['score']:.3f}")
         if doc.get("description"):
             out(f"   {doc['description']}")

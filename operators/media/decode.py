@@ -205,15 +205,19 @@ class Decoder:
     it before iterating to put the clock elsewhere). ``path`` may be a file-like object read as a
     stream (give ``format``). ``on_keyframe(t_ns, pos)`` is called for each video keyframe packet
     before it is decoded, with its time on this clock and its byte position in the input.
+    ``on_packet(packet)`` sees every audio and video packet before it is decoded, timestamps
+    already joined across discontinuities (a recorder keeps them: ``operators.media.record``).
     """
 
     def __init__(self, path: str | Path | BinaryIO, config: DecodeConfig = DecodeConfig(), *,
                  options: dict[str, str] | None = None, timeout_s: float | None = None, format: str | None = None,
-                 on_keyframe: Callable[[int, int], None] | None = None) -> None:
+                 on_keyframe: Callable[[int, int], None] | None = None,
+                 on_packet: Callable[[av.Packet], None] | None = None) -> None:
         self.path = _shown(path)
         self.config = config
         self.stats = DecodeStats()
         self.on_keyframe = on_keyframe
+        self.on_packet = on_packet
         self._container = _open(path, options, timeout_s, format)
         self.has_video = bool(self._container.streams.video)
         self.has_audio = bool(self._container.streams.audio)
@@ -223,6 +227,11 @@ class Decoder:
 
     on_close: Callable[[], None] | None = None
     """Called after the container is closed (what feeds a file-like input, e.g. a subprocess)."""
+
+    @property
+    def streams(self) -> list:
+        """The container's streams (templates for a stream copy)."""
+        return list(self._container.streams)
 
     def close(self) -> None:
         try:
@@ -262,6 +271,8 @@ class Decoder:
                 self.stats.discontinuities += 1
                 log.warning("%s: %s timestamps jumped %+.1f s; joined on to what came before", self.path,
                             packet.stream.type, join.last_jump_ns / NS_PER_SECOND)
+            if self.on_packet is not None:
+                self.on_packet(packet)
             if packet.stream is video:
                 if self.on_keyframe is not None and packet.is_keyframe and packet.pts is not None and packet.pos is not None \
                         and packet.pos >= 0:

@@ -33,6 +33,7 @@ import av
 import numpy as np
 
 from operators.media.decode import AudioChunk, DecodeConfig, DecodedFrame, Decoder, MediaError, Thumbnail
+from operators.media.record import Recorder
 from operators.records import Segment
 
 log = logging.getLogger(__name__)
@@ -168,12 +169,15 @@ class LiveReader:
 
     def __init__(self, url: str, decode: DecodeConfig = DecodeConfig(), config: LiveConfig = LiveConfig(), *,
                  stop: threading.Event | None = None, anchor_wall_ns: int | None = None,
-                 clock: Callable[[], int] = time.time_ns, seed: int | None = None, resume_after_ns: int = 0) -> None:
+                 clock: Callable[[], int] = time.time_ns, seed: int | None = None, resume_after_ns: int = 0,
+                 recorder: Recorder | None = None) -> None:
         """``anchor_wall_ns``: the wall-clock time of stream time 0, when resuming a stream read
         before (a restarted worker continues its clock). ``resume_after_ns``: where what is already
         stored of the stream ends: nothing is placed before it, even when the wall clock stepped
-        back while vidscope was down, so no segment id is reused and no history overwritten."""
+        back while vidscope was down, so no segment id is reused and no history overwritten.
+        ``recorder``: keeps every packet read, on the same clock (``operators.media.record``)."""
         self.url = udp_options(url)
+        self.recorder = recorder
         self.decode = decode
         self.config = config
         self.stop = stop or threading.Event()
@@ -209,6 +213,9 @@ class LiveReader:
                 continue
             offset_ns = None
             self._decoder = decoder
+            if self.recorder is not None:
+                self.recorder.begin(decoder.streams, decoder.origin_ns)
+                decoder.on_packet = self.recorder.packet
             with decoder:
                 try:
                     for item in decoder:
@@ -216,6 +223,8 @@ class LiveReader:
                             return
                         if offset_ns is None:
                             offset_ns = self._offset(_time_ns(item, self.decode.sample_rate))
+                            if self.recorder is not None:
+                                self.recorder.anchor(offset_ns)
                             if connections:
                                 self.reconnects += 1
                             connections += 1
@@ -233,6 +242,8 @@ class LiveReader:
                 except (av.FFmpegError, OSError) as exc:  # read timeout (ExitError), reset, ...
                     reason = f"{type(exc).__name__}: {exc}"
                 finally:
+                    if self.recorder is not None:
+                        self.recorder.end()
                     self.damaged_packets += decoder.stats.damaged_packets
                     self._past_jumps += decoder.stats.discontinuities
                     self._decoder = None

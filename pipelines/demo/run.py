@@ -41,7 +41,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 report["queries"][query] = [m.to_json() for m in moments]
                 continue
             out(f'\nvidscope search "{query}"')
-            print_moments(moments, as_json=False)
+            print_moments([m.to_json() for m in moments], as_json=False)
     from indexers.highlights import find_highlights
     from pipelines.ingest.driver import DEFAULT_MIN_SCORE
     from pipelines.query import load_summary
@@ -60,6 +60,8 @@ def run_demo(args: argparse.Namespace) -> int:
     out(summary.render(video.name))
     out(f"\nTry your own: vidscope search \"...\" --data {args.data}  (also: highlights, summary {video.name}, "
           f"ask {video.name} \"QUESTION\")")
+    out(f"Watch it: vidscope serve --data {args.data}, then open http://127.0.0.1:8765/ "
+        f"(or: vidscope export {video.name} 20 26 -o moment.mp4)")
     return 0
 
 

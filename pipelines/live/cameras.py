@@ -32,6 +32,8 @@ from indexers.index import SegmentIndex
 from operators.media.align import Aligner, windows
 from operators.media.decode import DecodeConfig
 from operators.media.live import LiveConfig, LiveReader, SegmentQueue, connections
+from indexers.clips import recording_folder
+from operators.media.record import RecordConfig, Recorder
 from operators.records import Segment, seconds_to_ns
 from pipelines.ingest.batch import IngestConfig, Ingestor
 from pipelines.ingest.driver import SourceOutcome
@@ -70,8 +72,9 @@ class LiveSourceActor:
     """Reads one stream (threads: the reader, the generator, status and stop calls)."""
 
     def __init__(self, live: LiveConfig, max_queue: int, anchor_wall_ns: int | None, source_id: str,
-                 resume_after_ns: int = 0) -> None:
+                 resume_after_ns: int = 0, record: RecordConfig | None = None) -> None:
         self.live = live
+        self.record = record
         self.anchor_wall_ns = anchor_wall_ns
         self.resume_after_ns = resume_after_ns  # where the stored history of the stream ends
         self.stop_event = threading.Event()
@@ -101,7 +104,8 @@ class LiveSourceActor:
     def segments(self, url: str, source_id: str, decode: DecodeConfig, window_ns: int) -> Iterator[Segment | SourceReport]:
         self.status.url = url
         reader = self._reader = LiveReader(url, decode, self.live, stop=self.stop_event, anchor_wall_ns=self.anchor_wall_ns,
-                                           resume_after_ns=self.resume_after_ns)
+                                           resume_after_ns=self.resume_after_ns,
+                                           recorder=Recorder(self.record) if self.record is not None else None)
         thread = threading.Thread(target=self._read, args=(reader, source_id, window_ns), name=f"live-{source_id}", daemon=True)
         thread.start()
         count, last_end_ns, has_video, has_audio = 0, 0, False, False
@@ -161,6 +165,10 @@ class LiveOptions:
     """Kafka input: the consumer group; default ``vidscope-<store id>`` (workers sharing a store share it)."""
     chapter_seconds: float = 120.0
     """Every this much of a stream (indexed, in time order) is summarised as a chapter event."""
+    record: bool = False
+    """Keep each stream's packets in ``DATA/recordings/NAME`` (``operators.media.record``)."""
+    retain_seconds: float | None = None
+    retain_bytes: int | None = None
 
     @property
     def kafka(self) -> bool:
@@ -172,10 +180,16 @@ class LiveOptions:
                 raise ValueError("a kafka:// topic is read on its own: give it as the only URL")
             if self.names:
                 raise ValueError("a kafka:// topic needs no --name: its streams are named by their message keys")
+            if self.record:
+                raise ValueError("--record is for camera streams: a Kafka topic keeps its own packets (its retention)")
             from pipelines.kafka.streams import parse_kafka_url
 
             parse_kafka_url(self.urls[0])
             return
+        if self.record:
+            RecordConfig("-", retain_seconds=self.retain_seconds, retain_bytes=self.retain_bytes)  # refuses bad limits now
+        elif self.retain_seconds is not None or self.retain_bytes is not None:
+            raise ValueError("--retain and --retain-size apply to a recording: add --record")
         if not self.urls or len(self.urls) != len(self.names):
             raise ValueError(f"give one --name per stream: {len(self.urls)} URLs, {len(self.names)} names")
         for name in self.names:
@@ -211,9 +225,16 @@ class CameraStreams:
         source_id = outcome.ref.source_id
         actor = LiveSourceActor.options(num_cpus=self._cpus).remote(
             self.options.live, self.options.max_queue, self.anchors[source_id], source_id,
-            max(self.stored_ends[source_id], resume_after_ns))
+            max(self.stored_ends[source_id], resume_after_ns), self._record(outcome.ref.given_name))
         self.actors[source_id] = actor
         return actor
+
+    def _record(self, name: str) -> RecordConfig | None:
+        o = self.options
+        if not o.record:
+            return None
+        return RecordConfig(str(recording_folder(self.index.data_dir, name).resolve()), retain_seconds=o.retain_seconds,
+                            retain_bytes=o.retain_bytes)
 
     def start(self, cpus: float) -> list[ray.ObjectRef]:
         self._cpus = cpus

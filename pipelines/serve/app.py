@@ -125,9 +125,10 @@ def create_app(config: ServeConfig, *, library: Library | None = None) -> FastAP
                    top_k: TopK = 20) -> dict:
         return {"results": lib().highlights(source_id=source, kind=kind, text=q, min_score=min_score, top_k=top_k)}
 
-    @app.get(f"{API}/sources", dependencies=guard, summary="Every source in the index")
-    def sources() -> dict:
-        return {"sources": lib().sources()}
+    @app.get(f"{API}/sources", dependencies=guard, summary="Every source in the index, or the one a key names")
+    def sources(key: Annotated[str | None, Query(min_length=1, max_length=4096,
+                                                 description="a source's id, path or name (as the CLI takes it)")] = None) -> dict:
+        return {"sources": lib().sources() if key is None else [lib().find(key)]}
 
     @app.get(f"{API}/sources/{{source_id}}", dependencies=guard, summary="A source: shots and timeline tracks")
     def source(source_id: SourceId) -> dict:

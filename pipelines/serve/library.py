@@ -17,7 +17,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from indexers.clips import cut_clip
+from indexers.clips import cut_source
 from indexers.highlights import find_highlights
 from indexers.search import Moment, Searcher
 from indexers.store import SourceInfo
@@ -87,6 +87,13 @@ class Library:
         if found is None:
             raise NotFound(f"no source {source_id!r} in this index")
         return found
+
+    def find(self, key: str) -> dict:
+        """The source whose id, path or name is ``key`` (``MetadataStore.find_source``)."""
+        found = self.index.store.find_source(key)
+        if found is None:
+            raise NotFound(f"no source {key!r} in this index")
+        return self._source_json(found)
 
     def sources(self) -> list[dict]:
         return [self._source_json(s) for s in self.index.store.list_sources()]
@@ -206,8 +213,6 @@ class Library:
     def clip(self, source_id: str, start: float, end: float) -> Path:
         """An MP4 of ``[start, end)`` seconds of the source, cut once and kept for a while."""
         source = self.source(source_id)
-        if "://" not in source.uri and not os.path.isfile(source.uri):
-            raise NotFound(f"{source.name}: its media is no longer at {source.uri}")
         start_ns, end_ns = seconds_to_ns(start), seconds_to_ns(end)
         if source.duration_ns is not None and start_ns >= source.duration_ns:
             raise ValueError(f"{source.name} is {source.duration_ns / NS_PER_SECOND:g} s long; "
@@ -218,7 +223,10 @@ class Library:
             lock = self._cutting.setdefault(key, threading.Lock())
         with lock:  # several range requests for one new clip: one cut
             if not path.exists():
-                cut_clip(source.uri, start_ns, end_ns, path)
+                try:
+                    cut_source(self.data_dir, source, start_ns, end_ns, path)
+                except LookupError as exc:
+                    raise NotFound(str(exc)) from None
                 self._evict()
         return path
 

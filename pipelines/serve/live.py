@@ -15,6 +15,10 @@ import logging
 from pathlib import Path
 from typing import AsyncIterator
 
+from indexers.clips import recording_folder
+from operators.media.record import read_index
+from operators.records import NS_PER_SECOND
+from pipelines.ingest.sources import stream_name_problem
 from pipelines.live.outputs import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -27,14 +31,28 @@ def live_folder(data_dir: Path) -> Path:
 
 
 def statuses(data_dir: Path) -> list[dict]:
-    """Every stream's last written status, by name."""
+    """Every stream's last written status, by name, with what its recording holds (or None)."""
     out = []
     for path in sorted(live_folder(data_dir).glob("*.json")):
         try:
-            out.append(json.loads(path.read_text()))
+            status = json.loads(path.read_text())
         except (OSError, ValueError) as exc:  # replaced whole with os.replace: only a foreign file fails
             log.warning("live status %s is unreadable: %s", path, exc)
+            continue
+        status["recording"] = recording(data_dir, str(status.get("name", path.stem)))
+        out.append(status)
     return out
+
+
+def recording(data_dir: Path, name: str) -> dict | None:
+    """What is kept of a stream: the span, in stream seconds, its files and bytes."""
+    if stream_name_problem(name) is not None:
+        return None
+    files = read_index(recording_folder(data_dir, name))
+    if not files:
+        return None
+    return {"start": files[0].start_ns / NS_PER_SECOND, "end": files[-1].end_ns / NS_PER_SECOND, "files": len(files),
+            "bytes": sum(f.bytes for f in files)}
 
 
 async def file_events(data_dir: Path, stop: asyncio.Event) -> AsyncIterator[dict]:

@@ -198,9 +198,10 @@ async function refreshStreams() {
     $("#streams tbody").replaceChildren(...body.streams.map((s) => el("tr", { "data-stream": s.name },
       el("td", {}, s.name), el("td", {}, s.state ?? "?"),
       el("td", {}, s.lag_seconds != null ? `${s.lag_seconds.toFixed(1)} s` : "–"),
-      el("td", {}, s.segments_indexed ?? "–"), el("td", {}, s.segments_dropped ?? 0))));
+      el("td", {}, s.segments_indexed ?? "–"), el("td", {}, s.segments_dropped ?? 0),
+      el("td", {}, s.recording ? `${clock(s.recording.start)}–${clock(s.recording.end)}` : "–"))));
   } catch (error) {
-    $("#streams tbody").replaceChildren(el("tr", {}, el("td", { colspan: 5 }, error.message)));
+    $("#streams tbody").replaceChildren(el("tr", {}, el("td", { colspan: 6 }, error.message)));
   }
 }
 
