@@ -16,7 +16,7 @@ Random vectors make the candidate sets random, but each query does the work a re
 five index searches, exact rescoring from SQLite, the rows, moment merging. Targets (issue 11):
 served p50 <= 30 ms, p95 <= 60 ms at 100,000 segments; a cold CLI query under 1.5 s.
 
-    python bench/query.py [--segments 10000 100000] [--queries 200] [--cold-runs 5]
+    python bench/query.py [--segments 10000 100000] [--queries 200] [--cold-runs 5] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -123,8 +123,12 @@ def run_size(n: int, args, onnx: TextEncoder, torch_embed) -> None:
     import httpx
 
     with tempfile.TemporaryDirectory(prefix="vidscope-bench-") as tmp:
-        folder = Path(tmp)
-        build_s = build(folder, n)
+        folder = Path(args.keep) / f"{n}" if args.keep else Path(tmp)
+        if (folder / "index" / "manifest.json").exists():
+            build_s = float("nan")  # built by an earlier run with --keep
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            build_s = build(folder, n)
         started = time.perf_counter()
         with SegmentIndex(folder, read_only=True) as index:
             opened = time.perf_counter() - started
@@ -175,6 +179,8 @@ def main() -> None:
     parser.add_argument("--segments", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="keep the built folders in DIR and reuse them in later runs (a 100k build takes ~12 min)")
     args = parser.parse_args()
     os.environ.pop("VIDSCOPE_SERVER", None)
 

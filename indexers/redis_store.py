@@ -326,6 +326,10 @@ class RedisStore:
         rows = self._conn.read("read segments", lambda: self._redis.hmget(self._key("segments"), [hex64(i) for i in ids]))
         return {sid: segment_of(sid, data) for sid, data in zip(ids, rows) if data is not None}
 
+    def get_spans(self, segment_ids: Iterable[int]) -> dict[int, tuple[str, int, int]]:
+        """``(source_id, start_ns, end_ns)`` of the stored segments among ``segment_ids``."""
+        return {sid: (s.source_id, s.start_ns, s.end_ns) for sid, s in self.get_segments(segment_ids).items()}
+
     def segments_of_source(self, source_id: str, *, start_ns: int | None = None,
                            end_ns: int | None = None) -> list[StoredSegment]:
         """A source's segments in time order; with bounds, those overlapping ``[start_ns, end_ns)``."""

@@ -23,6 +23,8 @@ moment scores its best segment and carries that segment's description, labels an
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
@@ -33,6 +35,8 @@ from indexers.store import IMAGE_SPACE, TEXT_SPACES, SourceInfo, StoredSegment
 from operators.records import JOINT_SPACES, MODALITIES, NS_PER_SECOND, Scored, ns_to_seconds
 
 EmbedText = Callable[[list[str]], np.ndarray]
+_POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="vidscope-search")
+"""Searches the vector spaces of one query side by side (a thread each, up to the cores)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +109,18 @@ class Moment:
 
 
 @dataclass(frozen=True, slots=True)
+class _Span:
+    """What merging needs of a candidate (its row is read only if it heads a returned moment)."""
+
+    segment_id: int
+    source_id: str
+    start_ns: int
+    end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Hit:
-    segment: StoredSegment
+    segment: _Span
     score: float
     space_scores: tuple[tuple[str, float], ...]
 
@@ -166,10 +180,14 @@ class Searcher:
 
     def _scores(self, queries: dict[str, np.ndarray], n: int, words: dict[int, float] | None = None) -> dict[int, tuple[float, tuple]]:
         candidates: set[int] = set(words or ())
-        for space, query in queries.items():
-            if self.index.vectors.dim(space) is not None:
-                _, ids = self.index.vectors.search(space, query.reshape(1, -1), n)
-                candidates.update(ids[0].tolist())
+        spaces = [space for space in queries if self.index.vectors.dim(space) is not None]
+
+        def search(space: str) -> np.ndarray:
+            return self.index.vectors.search(space, queries[space].reshape(1, -1), n)[1][0]
+
+        # The spaces' searches at once (FAISS releases the GIL): one query's latency on several cores.
+        for ids in _POOL.map(search, spaces) if len(spaces) > 1 else map(search, spaces):
+            candidates.update(ids.tolist())
         return self._rescore(queries, candidates, words)
 
     def _rescore(self, queries: dict[str, np.ndarray], candidates: set[int],
@@ -178,7 +196,7 @@ class Searcher:
         for space, query in queries.items():
             if self.index.vectors.dim(space) is None:
                 continue
-            ids, vectors = self.index.store.get_vectors(space, candidates)
+            ids, vectors = self.index.vectors.get_vectors(space, candidates)
             scale = self.config.joint_scale if space in JOINT_SPACES else self.config.audio_scale if space == "audio" else 1.0
             lifted = words if space == "speech" and words else {}
             for sid, score in zip(ids.tolist(), (vectors @ query).tolist()):
@@ -215,11 +233,11 @@ class Searcher:
 
     def _moments(self, scored: dict[int, tuple[float, tuple]], top_k: int) -> list[Moment]:
         self._cuts.clear()  # read once per query: a live source gains cuts while it is searched
-        segments = self.index.store.get_segments(scored)
+        spans = self.index.store.get_spans(scored)
         by_source: dict[str, list[_Hit]] = {}
-        for sid, segment in segments.items():
+        for sid, (source_id, start_ns, end_ns) in spans.items():
             score, space_scores = scored[sid]
-            by_source.setdefault(segment.source_id, []).append(_Hit(segment, score, space_scores))
+            by_source.setdefault(source_id, []).append(_Hit(_Span(sid, source_id, start_ns, end_ns), score, space_scores))
         position = {}
         for hits in by_source.values():
             hits.sort(key=lambda h: h.segment.start_ns)
@@ -227,20 +245,21 @@ class Searcher:
         peaks = sorted((h for hits in by_source.values() for h in hits),
                        key=lambda h: (-h.score, h.segment.source_id, h.segment.start_ns))
         used: set[int] = set()
-        sources: dict[str, SourceInfo | None] = {}
-        moments = []
+        runs = []
         for peak in peaks:
-            if len(moments) == top_k:
+            if len(runs) == top_k:
                 break
             if peak.segment.segment_id in used:
                 continue
             run = self._run(by_source[peak.segment.source_id], position[peak.segment.segment_id], used)
             used.update(h.segment.segment_id for h in run)
-            source_id = peak.segment.source_id
-            if source_id not in sources:
-                sources[source_id] = self.index.store.get_source(source_id)
-            moments.append(_moment(peak, run, sources[source_id]))
-        return moments
+            runs.append((peak, run))
+        rows = self.index.store.get_segments([peak.segment.segment_id for peak, _ in runs])
+        sources: dict[str, SourceInfo | None] = {}
+        for source_id in dict.fromkeys(peak.segment.source_id for peak, _ in runs):
+            sources[source_id] = self.index.store.get_source(source_id)
+        return [_moment(peak, run, rows[peak.segment.segment_id], sources[peak.segment.source_id])
+                for peak, run in runs if peak.segment.segment_id in rows]  # a row deleted in between: left out
 
     def _run(self, hits: list[_Hit], i: int, used: set[int]) -> list[_Hit]:
         """The peak ``hits[i]`` and the adjacent unused hits around it that score within
@@ -282,8 +301,7 @@ class Searcher:
         return self._cuts[source_id]
 
 
-def _moment(peak: _Hit, run: list[_Hit], source: SourceInfo | None) -> Moment:
-    best = peak.segment
+def _moment(peak: _Hit, run: list[_Hit], best: StoredSegment, source: SourceInfo | None) -> Moment:
     return Moment(
         source_id=best.source_id,
         source_name=source.name if source else best.source_id,

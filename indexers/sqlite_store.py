@@ -342,6 +342,18 @@ class SqliteStore:
                 out.update((row[0], _segment(row)) for row in rows)
         return out
 
+    def get_spans(self, segment_ids: Iterable[int]) -> dict[int, tuple[str, int, int]]:
+        """``(source_id, start_ns, end_ns)`` of the stored segments among ``segment_ids``: what a
+        search needs of every candidate (the rows themselves only for the moments it returns)."""
+        ids = [int(i) for i in segment_ids]
+        out = {}
+        with self._lock:
+            for chunk in _chunks(ids):
+                rows = self._db.execute("SELECT segment_id, source_id, start_ns, end_ns FROM segments "
+                                        f"WHERE segment_id IN ({_marks(len(chunk))})", chunk)
+                out.update((sid, (source_id, start, end)) for sid, source_id, start, end in rows)
+        return out
+
     def get_thumbnail(self, segment_id: int) -> bytes | None:
         """The segment's JPEG (``FusedRecord.thumbnail_jpeg``), or None."""
         with self._lock:

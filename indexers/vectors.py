@@ -98,11 +98,14 @@ class VectorIndexConfig:
 class _Space:
     """One loaded index and what it reflects: the store ``revision`` it matches and its file."""
 
-    __slots__ = ("name", "index", "kind", "nlist", "revision", "file", "changed")
+    __slots__ = ("name", "index", "kind", "nlist", "revision", "file", "changed", "_held", "_held_at", "lock")
 
     def __init__(self, name: str, index: faiss.Index, revision: int, file: str | None) -> None:
         self.name, self.index, self.revision, self.file = name, index, revision, file
         self.changed = 0  # vectors written or removed since the snapshot in ``file``
+        self._held: np.ndarray | None = None  # the ids it holds, sorted, as of ``_held_at``
+        self._held_at: tuple[int, int] = (-1, -1)
+        self.lock = threading.Lock()  # its searches and changes: searches of other spaces run beside them
         inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
         if isinstance(index, faiss.IndexIVF):
             self.kind, self.nlist = "ivf", index.nlist
@@ -114,6 +117,14 @@ class _Space:
     @property
     def count(self) -> int:
         return int(self.index.ntotal)
+
+    def held(self, ids: np.ndarray) -> np.ndarray:
+        """Those of ``ids`` this index holds."""
+        if self._held_at != (self.revision, self.count):
+            self._held = np.sort(faiss.vector_to_array(self.index.id_map))
+            self._held_at = (self.revision, self.count)
+        at = np.searchsorted(self._held, ids).clip(0, max(0, len(self._held) - 1))
+        return ids[(self._held[at] == ids)] if len(self._held) else ids[:0]
 
     def fits(self, config: VectorIndexConfig) -> bool:
         kind, nlist = config.layout(self.count)
@@ -322,10 +333,11 @@ class VectorIndexes:
             if np.isin(gone, held).any():
                 return False
             gone = gone[:0]
-        if len(gone):
-            space.index.remove_ids(gone)
-        if len(change.written_ids):
-            space.index.add_with_ids(change.written_vectors, change.written_ids)
+        with space.lock:
+            if len(gone):
+                space.index.remove_ids(gone)
+            if len(change.written_ids):
+                space.index.add_with_ids(change.written_vectors, change.written_ids)
         space.revision = change.revision
         space.changed += len(change.written_ids) + len(change.removed_ids)
         return True
@@ -392,6 +404,21 @@ class VectorIndexes:
 
     # -- searching --------------------------------------------------------------------------------
 
+    def get_vectors(self, space: str, segment_ids) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, vectors)`` of ``segment_ids`` that have a vector in ``space``, read back from
+        the in-memory index (it holds the store's normalised float32 vectors as of its revision,
+        as its searches do), from the store when the index keeps none to read (IVF) or is stale:
+        a search rescores its candidates without a row read per vector."""
+        ids = np.fromiter(segment_ids, dtype=np.int64)
+        with self._lock:
+            found = self._spaces.get(space) if space not in self._stale else None
+            if found is not None and found.kind != "ivf" and isinstance(found.index, faiss.IndexIDMap2):
+                held = found.held(ids)
+                if not len(held):
+                    return held, np.zeros((0, found.index.d), np.float32)
+                return held, found.index.reconstruct_batch(held)
+        return self._store.get_vectors(space, ids.tolist())
+
     def refresh(self) -> None:
         """Catch up with what other processes committed since (a long-lived reader, such as
         ``vidscope serve``, beside a running ingest): each space's revision is read from the
@@ -420,6 +447,8 @@ class VectorIndexes:
                 raise ValueError(f"a {queries.shape[1]}-d query cannot search the {found.index.d}-d {space} index; "
                                  "was the query encoded by another model than the one that built this index?")
             k = min(k, found.count)
+        # Outside the indexes' lock: searches of several spaces (one query, Searcher) run at once.
+        with found.lock:
             if found.kind == "hnsw":
                 faiss.downcast_index(found.index.index).hnsw.efSearch = max(self.config.hnsw_ef_search, k)
             with _one_thread_for(len(queries)):

@@ -99,18 +99,18 @@ class Library:
         return [self._source_json(s) for s in self.index.store.list_sources()]
 
     def _source_json(self, s: SourceInfo) -> dict:
-        return {**source_json(s), "media_url": media_url(s.source_id) if self._plays_whole(s) else None}
+        return {**source_json(s), "media_url": media_url(s.source_id) if self._plays_whole(s.source_id, s.uri) else None}
 
-    def _plays_whole(self, s: SourceInfo) -> bool:
+    def _plays_whole(self, source_id: str, uri: str | None) -> bool:
         """A local file a browser plays as it is (probed once per source)."""
-        if s.source_id not in self._playable:
-            self._playable[s.source_id] = _browser_plays(s.uri)
-        return self._playable[s.source_id]
+        if source_id not in self._playable:
+            self._playable[source_id] = uri is not None and _browser_plays(uri)
+        return self._playable[source_id]
 
     def media(self, source_id: str) -> Path:
         """The source's own file, when a browser plays it as it is."""
         source = self.source(source_id)
-        if not self._plays_whole(source):
+        if not self._plays_whole(source.source_id, source.uri):
             raise NotFound(f"{source.name} is not a local file a browser plays as it is: watch it as clips")
         return Path(source.uri)
 
@@ -195,10 +195,9 @@ class Library:
         return picture
 
     def _moment_json(self, m: Moment) -> dict:
-        source = self.index.store.get_source(m.source_id)
         return {**m.to_json(), "clip_url": clip_url(m.source_id, m.start_ns, m.end_ns),
                 "thumbnail_url": thumbnail_url(m.best_segment_id),
-                "media_url": media_url(m.source_id) if source and self._plays_whole(source) else None}
+                "media_url": media_url(m.source_id) if self._plays_whole(m.source_id, m.source_uri) else None}
 
     def _highlight_json(self, h) -> dict:
         doc = h.to_json()
@@ -206,7 +205,7 @@ class Library:
         best = m.segment_ids[len(m.segment_ids) // 2] if m.segment_ids else None
         return {**doc, "clip_url": clip_url(m.source_id, m.span.start_ns, m.span.end_ns),
                 "thumbnail_url": thumbnail_url(best) if best is not None else None,
-                "media_url": media_url(m.source_id) if h.source and self._plays_whole(h.source) else None}
+                "media_url": media_url(m.source_id) if h.source and self._plays_whole(m.source_id, h.source.uri) else None}
 
     # -- clips -----------------------------------------------------------------------------------
 
