@@ -4,7 +4,6 @@ the app on uvicorn in a thread, on a free loopback port."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.demo.synth import Scene, Sound, Speech, build_video
+from redis_fixture import free_port
 
 # 24 s: four shots (cuts at 6, 12, 18 s), a phrase over the cat, cheering over the motorcycle.
 SCENES = (Scene("cat", 6.0), Scene("coffee", 6.0), Scene("rocket", 6.0), Scene("motorcycle", 6.0))
@@ -40,12 +40,6 @@ def library(served_data):
     lib = Library(served_data)
     yield lib
     lib.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RunningServer:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import av
 
+from operators.media.decode import pts_to_ns
 from operators.records import NS_PER_SECOND
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Recorder:
         self._streams: dict[int, object] = {}  # input stream index -> output stream
         self._current: RecordedFile | None = None
         self._inputs: list = []
+        self._recorded: set[int] = set()
+        self._has_video = False
         self._offset_ns: int | None = None
         self._origin_ns = 0
         self._waiting: list[av.Packet] = []
@@ -91,6 +94,8 @@ class Recorder:
         decoder's clock origin (its PTS minus this is the decoder's time)."""
         self.end()
         self._inputs = [s for s in streams if s.type in ("video", "audio")]
+        self._recorded = {s.index for s in self._inputs}
+        self._has_video = any(s.type == "video" for s in self._inputs)
         self._origin_ns = origin_ns
         self._offset_ns = None
 
@@ -103,7 +108,7 @@ class Recorder:
 
     def packet(self, packet: av.Packet) -> None:
         """One demuxed packet (copied: muxing rebases a packet's timestamps, and the reader still decodes it)."""
-        if packet.pts is None or packet.stream.index not in {s.index for s in self._inputs}:
+        if packet.pts is None or packet.stream.index not in self._recorded:
             return
         if self._offset_ns is None:
             if len(self._waiting) < 10_000:
@@ -112,11 +117,9 @@ class Recorder:
         self._write(_copy(packet), packet.stream)
 
     def _write(self, packet: av.Packet, source) -> None:
-        t_ns = int(packet.pts * packet.time_base * NS_PER_SECOND) - self._origin_ns + self._offset_ns
-        is_video = source.type == "video"
-        has_video = any(s.type == "video" for s in self._inputs)
+        t_ns = pts_to_ns(packet.pts, packet.time_base) - self._origin_ns + self._offset_ns
         due = self._current is None or t_ns - self._current.start_ns >= self.config.segment_seconds * NS_PER_SECOND
-        if due and (packet.is_keyframe and is_video or not has_video):
+        if due and (packet.is_keyframe and source.type == "video" or not self._has_video):
             self._roll(t_ns)
         if self._current is None:
             return  # before the first keyframe: nothing to start a file with
@@ -127,7 +130,7 @@ class Recorder:
             log.debug("%s: a packet was not recorded: %s", self.folder, exc)
             return
         self.packets += 1
-        duration_ns = int((packet.duration or 0) * packet.time_base * NS_PER_SECOND)
+        duration_ns = pts_to_ns(packet.duration or 0, packet.time_base)
         self._current.end_ns = max(self._current.end_ns, t_ns + duration_ns)
 
     def end(self) -> None:
