@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep each stream's packets (rolling MPEG-TS, stream copy) in DATA/recordings/NAME, so that "
                         "its moments can be watched and exported")
     p.add_argument("--retain", type=duration_seconds, default=None, metavar="DURATION",
-                   help="with --record: keep this much of each stream, the oldest deleted first (e.g. 90s, 30m, 24h, 7d)")
+                   help="with --record: keep at least this much of each stream (one ~10-s file more at most), "
+                        "the oldest deleted first (e.g. 90s, 30m, 24h, 7d)")
     p.add_argument("--retain-size", type=size_bytes, default=None, metavar="SIZE",
                    help="with --record: keep at most this much disk per stream (e.g. 500M, 20G)")
     p.add_argument("--max-queue", type=int, default=30,

@@ -82,10 +82,11 @@ def test_ten_minutes_live_with_three_retained_and_a_highlight_exports(tmp_path):
     """A real UDP stream for 10 minutes through `vidscope live --record --retain 3m`."""
     from pipelines.demo.synth import Scene, Sound, build_video
 
-    # 30 s looped: a cat, then cheering over the motorcycle from 20 s (a highlight each loop).
+    # 30 s looped: a cat, then cheering over the motorcycle from 20 s (a highlight each loop);
+    # a keyframe every 5 s, as cameras send them, so the recording's files are 10 s each.
     clip = tmp_path / "loop.mp4"
     build_video(clip, (Scene("cat", 20.0), Scene("motorcycle", 10.0)), (Sound("crowd", 21.0, 5.0),),
-                width=320, height=240)
+                width=320, height=240, fps=30, gop=150)
     data = tmp_path / "data"
     port = 23000 + os.getpid() % 2000
     sender = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy",
@@ -106,7 +107,8 @@ def test_ten_minutes_live_with_three_retained_and_a_highlight_exports(tmp_path):
     assert live.returncode == 0, live.stderr.read().decode()[-3000:]
     kept = read_index(data / "recordings" / "cam")
     kept_s = (kept[-1].end_ns - kept[0].start_ns) / S
-    assert 170 <= kept_s <= 200  # about 3 minutes, of 10
+    # At least the 3 minutes asked for (the file being written included), at most one 10-s file more.
+    assert 179.5 <= kept_s <= 200.5, [(f.start_ns / S, f.end_ns / S) for f in kept]
     assert kept[0].start_ns > 380 * S
     assert sorted(p.name for p in (data / "recordings" / "cam").glob("*.ts")) == [f.name for f in kept]
     events = [json.loads(line) for line in (data / "live" / "cam.events.jsonl").read_text().splitlines()]

@@ -4,8 +4,9 @@
 encoded for it) and writes them to rolling MPEG-TS files, a new one at the first video keyframe
 after ``segment_seconds`` (so every file starts decodable), named by the stream time of their
 first packet on the reader's anchored clock (``operators.media.live``). After each roll the
-oldest files are deleted while what is kept is longer than ``retain_seconds`` or larger than
-``retain_bytes``. ``recording.json`` beside the files lists them (start, end, bytes); it is
+oldest file is deleted while the finished files after it still hold ``retain_seconds`` (so at
+least the last ``retain_seconds`` stay watchable, and at most one file more), or while the
+finished files are larger than ``retain_bytes`` (a cap). ``recording.json`` beside the files lists them (start, end, bytes); it is
 replaced whole at each roll, so a reader never sees half of it.
 
 A connection's packets wait until the reader knows where the connection sits on its clock (the
@@ -164,19 +165,19 @@ class Recorder:
             self._current = None
 
     def _retain(self) -> None:
-        """Delete the oldest finished files while what is kept exceeds a limit."""
+        """Delete the oldest finished files while the rest still hold the time kept, or exceed the size cap."""
         cfg = self.config
 
-        def over() -> bool:
+        def deletable() -> bool:
             done = self.files[:-1]  # never the one being written
             if not done:
                 return False
-            kept_ns = self.files[-1].start_ns - done[0].start_ns
-            kept_bytes = sum(f.bytes for f in done)
-            return ((cfg.retain_seconds is not None and kept_ns > cfg.retain_seconds * NS_PER_SECOND)
-                    or (cfg.retain_bytes is not None and kept_bytes > cfg.retain_bytes))
+            # Without the oldest, the finished files would still span retain_seconds.
+            rest_ns = self.files[-1].start_ns - self.files[1].start_ns
+            return ((cfg.retain_seconds is not None and rest_ns >= cfg.retain_seconds * NS_PER_SECOND)
+                    or (cfg.retain_bytes is not None and sum(f.bytes for f in done) > cfg.retain_bytes))
 
-        while over():
+        while deletable():
             oldest = self.files.pop(0)
             (self.folder / oldest.name).unlink(missing_ok=True)
 
