@@ -3,9 +3,7 @@ retention, cut back into clips on the requested frames; and a real 10-minute liv
 recorded with 3 minutes retained, whose highlight exports and plays."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +13,7 @@ import av
 import pytest
 
 from indexers.clips import cut_recorded
+from live_run import live_run
 from numbered import frame_numbers, write_numbered
 from operators.media.decode import container_start_ns
 from operators.media.record import RecordConfig, Recorder, read_index
@@ -88,23 +87,8 @@ def test_ten_minutes_live_with_three_retained_and_a_highlight_exports(tmp_path):
     build_video(clip, (Scene("cat", 20.0), Scene("motorcycle", 10.0)), (Sound("crowd", 21.0, 5.0),),
                 width=320, height=240, fps=30, gop=150)
     data = tmp_path / "data"
-    port = 23000 + os.getpid() % 2000
-    sender = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy",
-                               "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"])
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    live = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "live", f"udp://127.0.0.1:{port}", "--name", "cam",
-                             "--record", "--retain", "3m", "--data", str(data), "--no-speech"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with live_run(clip, data, "--record", "--retain", "3m", "--no-speech"):
         time.sleep(600)
-    finally:
-        live.send_signal(signal.SIGTERM)
-        try:
-            live.wait(120)
-        except subprocess.TimeoutExpired:
-            live.kill()
-        sender.kill()
-    assert live.returncode == 0, live.stderr.read().decode()[-3000:]
     kept = read_index(data / "recordings" / "cam")
     kept_s = (kept[-1].end_ns - kept[0].start_ns) / S
     # At least the 3 minutes asked for (the file being written included), at most one 10-s file more.
