@@ -143,7 +143,11 @@ class Searcher:
         """Moments matching ``text``, best first; at most ``top_k``, fewer when the index is small."""
         _check_top_k(top_k)
         n = max(self.config.candidates_per_space, 4 * top_k)
-        return self._moments(self._scores(self._queries(text), n, self._words(text, n)), top_k)
+        # The words' BM25 search (SQLite) beside the query's embedding (onnxruntime): both release
+        # the GIL, and neither needs the other.
+        words = _POOL.submit(self._words, text, n)
+        queries = self._queries(text)
+        return self._moments(self._scores(queries, n, words.result()), top_k)
 
     def search_vector(self, query: np.ndarray, top_k: int = 10) -> list[Moment]:
         """``search`` for an already embedded query (float32 ``[dim]``, L2-normalised, text space)."""
