@@ -172,10 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     console.RESULTS, sys.stdout = sys.stdout, sys.stderr  # see console.RESULTS
+    redis_before = os.environ.get("VIDSCOPE_REDIS")
     try:
         return _main(argv)
     finally:
         sys.stdout = console.RESULTS
+        # _main points this process's indexes at --redis through the environment; a caller that
+        # runs several commands in one process (the tests) must not see the next one inherit it.
+        if redis_before is None:
+            os.environ.pop("VIDSCOPE_REDIS", None)
+        else:
+            os.environ["VIDSCOPE_REDIS"] = redis_before
 
 
 def _main(argv: list[str] | None) -> int:

@@ -29,13 +29,20 @@ def live_run(clip: Path, data: Path, *options: str, name: str = "cam") -> Iterat
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield live
-    finally:
-        live.send_signal(signal.SIGTERM)
-        try:
-            live.wait(120)
-        except subprocess.TimeoutExpired:
-            live.kill()
-            live.wait()
-        sender.kill()
-        sender.wait()
+    except BaseException as failed:  # what the run said is the first thing to read when a check fails
+        stop(live, sender)
+        failed.add_note(f"vidscope live exited {live.returncode}; its stderr ends:\n{live.stderr.read().decode()[-3000:]}")
+        raise
+    stop(live, sender)
     assert live.returncode == 0, live.stderr.read().decode()[-3000:]
+
+
+def stop(live: subprocess.Popen, sender: subprocess.Popen) -> None:
+    live.send_signal(signal.SIGTERM)
+    try:
+        live.wait(120)
+    except subprocess.TimeoutExpired:
+        live.kill()
+        live.wait()
+    sender.kill()
+    sender.wait()

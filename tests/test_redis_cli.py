@@ -2,6 +2,7 @@
 (which only caches FAISS files, rebuilt from Redis on open)."""
 
 import json
+import os
 
 import pytest
 
@@ -34,6 +35,9 @@ def test_an_ingest_into_redis_is_found_from_another_workers_folder(redis_url, tm
     assert best["source"] == "shared.mp4" and best["end"] <= 4.0 + 1e-6
     assert main(["summary", "shared.mp4", "--data", str(tmp_path / "worker-b"), "--redis", redis_url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["chapters"]
+    # --redis held for those commands only: the next command in this process (or a child it
+    # starts) uses SQLite again unless it says --redis itself.
+    assert "VIDSCOPE_REDIS" not in os.environ
     import ray
 
     ray.shutdown()
