@@ -9,9 +9,8 @@ picks for that size: flat below 20,000 vectors, HNSW above), then measures:
   encoder before this change), and with the embedding excluded (``search_vector``);
 - **served**: ``vidscope serve`` started on the folder, ``GET /api/v1/search`` over one
   keep-alive HTTP connection (HTTP, JSON and the URL fields included): p50/p95;
-- **CLI cold**: ``vidscope search TEXT``, ``highlights`` and ``summary SOURCE`` as new processes,
-  reading the folder itself, and with ``--server`` asking the running server; wall time, median
-  of ``--cold-runs``.
+- **CLI cold**: ``vidscope search TEXT`` as a new process, reading the folder itself, and with
+  ``--server`` asking the running server; wall time, median of ``--cold-runs``.
 
 Random vectors make the candidate sets random, but each query does the work a real one does:
 five index searches, exact rescoring from SQLite, the rows, moment merging. Targets (issue 11):
@@ -45,7 +44,6 @@ from operators.records import FusedRecord, Span, segment_id  # noqa: E402
 
 SEGMENT_NS = 2_000_000_000
 SEGMENTS_PER_SOURCE = 500
-FIRST_SOURCE = f"{0:016x}"  # build()'s first source id
 WORDS = "cat dog crowd cheering goal car street coffee music speech applause rain bird stadium kitchen".split()
 QUERIES = ["a cat", "crowd cheering", "someone says goal", "a car on a street", "a cup of coffee",
            "music playing", "people clapping", "rain falling", "a dog barking", "birds singing"]
@@ -106,14 +104,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cold_cli(folder: Path, runs: int, command: str, *extra: str) -> float:
-    """Median wall time of ``vidscope COMMAND ... --json`` as a new process (search cycles the queries)."""
+def cold_cli(folder: Path, runs: int, *extra: str) -> float:
     walls = []
     for i in range(runs):
-        argv = {"search": ["search", QUERIES[i % len(QUERIES)]], "highlights": ["highlights", "--top-k", "10"],
-                "summary": ["summary", FIRST_SOURCE]}[command]
         t = time.perf_counter()
-        subprocess.run([VIDSCOPE, *argv, "--data", str(folder), "--json", *extra], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([VIDSCOPE, "search", QUERIES[i % len(QUERIES)], "--data", str(folder), "--json", *extra],
+                       check=True, stdout=subprocess.DEVNULL)
         walls.append(time.perf_counter() - t)
     return statistics.median(walls)
 
@@ -169,11 +165,10 @@ def run_size(n: int, args, onnx: TextEncoder, torch_embed) -> None:
                 served = timed(lambda q: http.get("/api/v1/search", params={"q": q, "top_k": 10}).raise_for_status(),
                                QUERIES, args.queries)
             print(report(f"served over HTTP (ready in {ready_s:.1f} s)", served))
-            for command in ("search", "highlights", "summary"):
-                own = cold_cli(folder, args.cold_runs, command)
-                asked = cold_cli(folder, args.cold_runs, command, "--server", url)
-                print(f"    CLI cold {command:10s}: opening the folder {own * 1e3:5.0f} ms, asking the server "
-                      f"{asked * 1e3:4.0f} ms (medians of {args.cold_runs})")
+            cli = cold_cli(folder, args.cold_runs)
+            cli_served = cold_cli(folder, args.cold_runs, "--server", url)
+            print(f"    CLI cold, opening the folder itself   {cli * 1e3:7.0f} ms (median of {args.cold_runs})")
+            print(f"    CLI cold, asking the server           {cli_served * 1e3:7.0f} ms")
         finally:
             server.terminate()
             server.wait(30)
