@@ -124,7 +124,13 @@ def test_live_page_receives_a_highlight_from_a_real_live_stream(server, page, se
         assert cells.nth(2).inner_text().endswith(" s")  # its lag, in seconds
         shot(page, "live")
         watch = item.locator("a").get_attribute("href")
-        got = page.request.get(server.url + watch if watch.startswith("/") else watch)
+        url = server.url + watch if watch.startswith("/") else watch
+        deadline = time.monotonic() + 40
+        # The recording lists a file when the next one starts (~10 s): until then the moment's
+        # link answers a clear 404, then the clip.
+        while (got := page.request.get(url)).status == 404 and time.monotonic() < deadline:
+            assert "not recorded or is no longer kept" in got.text(), got.text()
+            time.sleep(1)
         assert got.status == 200 and got.headers["content-type"] == "video/mp4", got.text()[:300]
         (tmp_path / "moment.mp4").write_bytes(got.body())
         with av.open(str(tmp_path / "moment.mp4")) as c:  # the moment plays: frames and sound
