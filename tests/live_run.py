@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -23,18 +24,25 @@ def live_run(clip: Path, data: Path, *options: str, name: str = "cam") -> Iterat
     port = free_port()
     sender = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip), "-c", "copy",
                                "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"])
+    log = tempfile.TemporaryFile()  # a file, not a pipe: a long run's warnings cannot fill it and block the run
     live = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "live", f"udp://127.0.0.1:{port}", "--name", name,
                              "--data", str(data), *options],
                             cwd=REPO, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield live
-    except BaseException as failed:  # what the run said is the first thing to read when a check fails
+                            stdout=subprocess.DEVNULL, stderr=log)
+
+    def said() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-3000:]
+
+    with log:
+        try:
+            yield live
+        except BaseException as failed:  # what the run said is the first thing to read when a check fails
+            stop(live, sender)
+            failed.add_note(f"vidscope live exited {live.returncode}; its stderr ends:\n{said()}")
+            raise
         stop(live, sender)
-        failed.add_note(f"vidscope live exited {live.returncode}; its stderr ends:\n{live.stderr.read().decode()[-3000:]}")
-        raise
-    stop(live, sender)
-    assert live.returncode == 0, live.stderr.read().decode()[-3000:]
+        assert live.returncode == 0, said()
 
 
 def stop(live: subprocess.Popen, sender: subprocess.Popen) -> None:

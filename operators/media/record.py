@@ -6,8 +6,9 @@ after ``segment_seconds`` (so every file starts decodable), named by the stream 
 first packet on the reader's anchored clock (``operators.media.live``). After each roll the
 oldest file is deleted while the finished files after it still hold ``retain_seconds`` (so at
 least the last ``retain_seconds`` stay watchable, and at most one file more), or while the
-finished files are larger than ``retain_bytes`` (a cap). ``recording.json`` beside the files lists them (start, end, bytes); it is
-replaced whole at each roll, so a reader never sees half of it.
+finished files are larger than ``retain_bytes`` (a cap). ``recording.json`` beside the files
+lists them (start, end, bytes); it is replaced whole at each roll, so a reader never sees half
+of it.
 
 A connection's packets wait until the reader knows where the connection sits on its clock (the
 first decoded item, a few packets in); a reconnect closes the current file and starts a new one.
