@@ -307,6 +307,14 @@ def cut_source(data_dir: str | os.PathLike, source: SourceInfo, start_ns: int, e
     """A clip of an indexed source: from the file it was read from, or for a live stream from
     its recording. ``LookupError`` when neither holds the span."""
     recorded = recording_folder(data_dir, source.name)
+    if source.uri.startswith(("http://", "https://", "s3://")) and not source.source_id.startswith("live-"):
+        from operators.media.s3 import readable_url  # a file on a web server or in object storage: read where it is
+
+        url = readable_url(source.uri)
+        try:
+            return cut_clip(url, start_ns, end_ns, out_path, mode=mode)
+        except ValueError as exc:  # said with the name the user gave, not the presigned URL's signature
+            raise ValueError(str(exc).replace(url, source.uri)) from None
     if "://" in source.uri or not os.path.isfile(source.uri):
         if (recorded / INDEX_FILE).is_file():
             return cut_recorded(recorded, start_ns, end_ns, out_path, mode=mode)

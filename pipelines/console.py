@@ -33,7 +33,8 @@ def ingest_config(args: argparse.Namespace):
     profile = make_profile(args.profile, model=args.model, endpoint=args.endpoint, device=args.device)
     return IngestConfig(decode=DecodeConfig(frames_per_second=args.fps), window_seconds=args.window,
                         speech=not args.no_speech, speech_model=args.speech_model, device=args.device,
-                        max_sources_in_flight=args.sources_in_flight, profile=profile)
+                        max_sources_in_flight=args.sources_in_flight, profile=profile,
+                        s3_endpoint=getattr(args, "s3_endpoint", None))
 
 
 def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = False) -> tuple[int, dict]:
@@ -44,8 +45,8 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
     from pipelines.ingest.runtime import RuntimeConfig, start_ray
     from pipelines.ingest.sources import expand
 
-    refs, problems = expand(paths)
     config = ingest_config(args)
+    refs, problems = expand(paths, s3_endpoint=config.s3_endpoint)
     started = time.perf_counter()
     if refs:
         use_profile(args.data, config.profile)
@@ -56,13 +57,14 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
                 startup_s = ingestor.start()
                 log.info("actors ready in %.1f s (%s)", startup_s,
                          ", ".join(f"{k} {v:.1f}s" for k, v in ingestor.setup_seconds.items()))
+                nodes = ingestor.started_on
                 with _progress(refs, quiet=args.json) as progress:
                     result = ingestor.ingest(refs, force=force, on_progress=progress)
             finally:
                 ingestor.close()
             index.save()
     else:
-        result = None
+        result, nodes = None, {}
     wall_s = time.perf_counter() - started
     failures = problems + ([(o.ref.uri, o.error) for o in result.failed] if result else [])
     summary = {
@@ -73,6 +75,7 @@ def run_ingest(paths: list[str], args: argparse.Namespace, *, force: bool = Fals
         "media_seconds": round(result.media_seconds, 3) if result else 0.0,
         "wall_seconds": round(wall_s, 3),
         "failed": [{"path": path, "reason": reason} for path, reason in failures],
+        "nodes": nodes,
         "damaged_packets": {o.ref.uri: o.report.damaged_packets for o in (result.outcomes if result else [])
                             if o.report and o.report.damaged_packets},
     }

@@ -6,4 +6,4 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-pytest_plugins = ["media_fixtures", "redis_fixture", "serve_fixture"]
+pytest_plugins = ["media_fixtures", "redis_fixture", "serve_fixture", "s3_fixture", "ray_head_fixture"]

@@ -9,6 +9,7 @@ read failing alone. Live streams and Kafka topics are other source kinds on the 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Mapping
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from indexers.index import SegmentIndex
 from indexers.store import SourceInfo
@@ -68,6 +70,8 @@ class IngestConfig:
     """Segments decoded but not yet indexed; bounds memory whatever the input length."""
     stages: Mapping[str, StageOverride] = field(default_factory=dict)
     profile: Profile = Offline()
+    s3_endpoint: str | None = None
+    """``s3://`` sources: an S3-compatible store's URL (None: AWS, or what boto3 reads from the environment)."""
     colocate: tuple[tuple[str, ...], ...] | None = None
     """Stages whose operators share one actor process. The frame and text encoders both run on
     torch, whose runtime alone is ~500 MB resident: together they cost it once. The summariser
@@ -163,6 +167,8 @@ class Ingestor:
         self.pools: dict[str, StagePool] = {}
         self.files: FileSources | None = None
         self.setup_seconds: dict[str, float] = {}
+        self.started_on: dict[str, list[str]] = {}
+        """Where each pool's workers were when they were all ready (``placement``)."""
 
     def start(self, kind: SourceKind | None = None) -> float:
         """Create every actor, the source kind's readers too (default: file decoders), and wait
@@ -204,7 +210,16 @@ class Ingestor:
                                f"CPUs, GPUs or memory they reserve ({ray.available_resources()} available)") from None
         except ray.exceptions.RayError as exc:  # a model that failed to load says why
             raise RuntimeError(f"a worker failed to start: {exc}") from exc
+        self.started_on = self.placement()
+        log.info("workers by node: %s", json.dumps(self.started_on))
         return time.perf_counter() - started
+
+    def placement(self) -> dict[str, list[str]]:
+        """The ids of the Ray nodes each pool's workers run on (the file decoders as "decode")."""
+        pools = {"+".join(pool.stages): pool.actors for pool in self._unique_pools()}
+        if self.files is not None:
+            pools["decode"] = self.files.free + list(self.files.reading.values())
+        return {name: sorted(set(ray.get([a.node.remote() for a in actors], timeout=60))) for name, actors in pools.items()}
 
     def _place_on_gpus(self, cluster_gpus: float) -> None:
         """Give the torch/CTranslate2 stages a share of a GPU when the cluster has one. Ray hides
@@ -269,12 +284,19 @@ class Ingestor:
 
 
 class FileSources:
-    """Files as a source kind: ``decoders`` ``SourceActor``s, each decoding one file at a time
-    from ``queue``; a file's generator blocks when the driver has enough in flight. A decoder that
-    crashes (a codec segfault, out of memory) is replaced for the next file, and that file fails
-    alone: it would crash the new one too."""
+    """Files and URLs as a source kind: at most ``decoders`` ``SourceActor``s, each decoding one
+    source at a time from ``queue``; a source's generator blocks when the driver has enough in
+    flight. Where a decoder runs follows what it reads: a local file on the driver's node (the
+    path is the driver's), an ``http(s)://`` or ``s3://`` source on any node (S3 objects through a
+    presigned URL, so that node needs no credentials).
+
+    A decoder that crashes (a codec segfault, out of memory) is replaced for the next source, and
+    that source fails alone: it would crash the new one too. A decoder whose *node* was lost is
+    replaced for the same source, which is read again from the first segment not yet indexed
+    (``replays``: the segments the lost node held are read again)."""
 
     live = False
+    replays = True
 
     def __init__(self, config: IngestConfig, decoders: int) -> None:
         self.config, self.decoders = config, decoders
@@ -282,18 +304,45 @@ class FileSources:
         self.queue: deque[SourceOutcome] = deque()
         self.free: list = []
         self.reading: dict[int, object] = {}  # id(outcome) -> its decoder
+        self.nodes: dict[object, ray.ObjectRef] = {}  # decoder -> the id of the node it runs on
+        self.local: dict[object, bool] = {}  # decoder -> pinned to the driver's node
+        self.resume: dict[int, int] = {}  # id(outcome) -> stream time its next reader starts at
         self._cpus = SOURCE_ACTOR_CPUS
+        self._driver_node: str | None = None
+
+    def _decoder(self, *, local: bool):
+        if local:
+            strategy = NodeAffinitySchedulingStrategy(self._driver_node, soft=False)
+        else:
+            strategy = "SPREAD"
+        actor = SourceActor.options(num_cpus=self._cpus, scheduling_strategy=strategy).remote()
+        self.nodes[actor] = actor.node.remote()
+        self.local[actor] = local
+        return actor
+
+    def _retire(self, actor) -> None:
+        self.nodes.pop(actor, None)
+        self.local.pop(actor, None)
+        ray.kill(actor)
 
     def start(self, cpus: float) -> list[ray.ObjectRef]:
         self._cpus = cpus
-        self.free = [SourceActor.options(num_cpus=cpus).remote() for _ in range(self.decoders)]
+        self._driver_node = ray.get_runtime_context().get_node_id()
+        self.free = [self._decoder(local=True) for _ in range(self.decoders)]
         return [a.pid.remote() for a in self.free]
 
     def take(self) -> list[SourceOutcome]:
         taken = []
         while self.queue and self.free:
             outcome = self.queue.popleft()
-            self.reading[id(outcome)] = self.free.pop()
+            local = "://" not in outcome.ref.uri
+            actor = next((a for a in self.free if self.local[a] == local), None)
+            if actor is None:  # a decoder of the other placement is free: replace it with one of this one
+                self._retire(self.free.pop())
+                actor = self._decoder(local=local)
+            else:
+                self.free.remove(actor)
+            self.reading[id(outcome)] = actor
             taken.append(outcome)
         return taken
 
@@ -301,12 +350,23 @@ class FileSources:
         return bool(self.queue)
 
     def open(self, outcome: SourceOutcome):
-        actor = self.reading[id(outcome)]
-        return actor.segments.remote(outcome.ref.uri, outcome.ref.source_id, self.config.decode, self.window_ns)
+        from operators.media.s3 import readable_url
+
+        actor, uri = self.reading[id(outcome)], outcome.ref.uri
+        return actor.segments.remote(readable_url(uri, endpoint=self.config.s3_endpoint), outcome.ref.source_id,
+                                     self.config.decode, self.window_ns, shown=uri,
+                                     skip_before_ns=self.resume.get(id(outcome), 0))
 
     def reopen(self, outcome: SourceOutcome, resume_after_ns: int):
-        self.reading[id(outcome)] = SourceActor.options(num_cpus=self._cpus).remote()  # the next file gets a live one
-        return None
+        dead = self.reading[id(outcome)]
+        lost_node = not _node_alive(self.nodes.get(dead))
+        local = self.local.get(dead, True)
+        self._retire(dead)
+        self.reading[id(outcome)] = self._decoder(local=local)  # the same source, or the next one, gets a live one
+        if not lost_node:
+            return None
+        self.resume[id(outcome)] = resume_after_ns
+        return self.open(outcome)
 
     def on_segment(self, outcome: SourceOutcome, segment: Segment) -> None:
         pass
@@ -315,6 +375,7 @@ class FileSources:
         pass
 
     def release(self, outcome: SourceOutcome) -> None:
+        self.resume.pop(id(outcome), None)
         self.free.append(self.reading.pop(id(outcome)))
 
     def status(self, outcome: SourceOutcome) -> dict | None:
@@ -326,3 +387,14 @@ class FileSources:
     def close(self) -> None:
         for actor in self.free + list(self.reading.values()):
             ray.kill(actor)
+
+
+def _node_alive(node_ref: ray.ObjectRef | None) -> bool:
+    """Whether the node an actor ran on is still in the cluster (unknown: assumed alive)."""
+    if node_ref is None:
+        return True
+    try:
+        node_id = ray.get(node_ref, timeout=5)
+    except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
+        return True
+    return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())

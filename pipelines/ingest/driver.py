@@ -55,6 +55,8 @@ MAX_ATTEMPTS = 2
 """Tries a segment gets at a stage that failed (a worker that crashed is restarted by Ray): a
 transient crash costs nothing; a segment that fails twice is given up, counted and logged, and
 the source goes on (a live stream's commits move past it)."""
+FORGOTTEN = -1
+"""In a batch in flight, the place of a segment dropped since (its reader's node was lost)."""
 MAX_READER_RESTARTS = 10
 """Times one source's reader may die and be replaced in one run before the source fails."""
 STORE_PROBE_EVERY_S = 1.0
@@ -79,6 +81,11 @@ class SourceKind(Protocol):
 
     live: bool
     """Runs until stopped: the driver saves as it goes, writes statuses and sends live events."""
+
+    replays: bool
+    """A new reader can read again what a dead one gave (a file): the driver then drops the
+    source's segments not yet written and reopens at the first of them. False (a camera): what
+    was read is all there is."""
 
     def start(self, cpus: float) -> list[ray.ObjectRef]:
         """Create the reader actors (``cpus`` each); returns what to wait on for them to be ready."""
@@ -327,11 +334,12 @@ class Driver:
             return
         if src.first_start_ns is None:
             src.first_start_ns = segment.span.start_ns
-        src.pulled_end_ns = max(src.pulled_end_ns, segment.span.end_ns)
-        self.kind.on_segment(src.outcome, segment)
-        if self.outputs is not None:
-            self.outputs.on_segment(src.outcome, segment)
-        src.shot_results += src.shots.process([segment])  # in order: a source's segments arrive in time order
+        if segment.span.start_ns >= src.pulled_end_ns:  # new: not one read again after its reader's node was lost
+            src.pulled_end_ns = segment.span.end_ns
+            self.kind.on_segment(src.outcome, segment)
+            if self.outputs is not None:
+                self.outputs.on_segment(src.outcome, segment)
+            src.shot_results += src.shots.process([segment])  # in order: a source's segments arrive in time order
         needs = set()
         if len(segment.frames):
             needs.update(PICTURE_STAGES)
@@ -352,7 +360,10 @@ class Driver:
         outcome = src.outcome
         gen = None
         if not self.stopping and outcome.restarts < MAX_READER_RESTARTS:
-            gen = self.kind.reopen(outcome, src.pulled_end_ns)
+            # A kind that replays reads again what the dead reader had given and is not written yet:
+            # those segments may have been held only by its node's object store.
+            resume_ns = self._forget_unwritten(src) if self.kind.replays else src.pulled_end_ns
+            gen = self.kind.reopen(outcome, resume_ns)
         if gen is None:
             src.decoding = False
             outcome.error = outcome.error or f"{outcome.ref.uri}: reader crashed: {exc}"
@@ -361,6 +372,24 @@ class Driver:
         log.warning("%s: reader died (%s); restarted after %.1f s of stream (restart %d)", outcome.ref.name,
                     type(exc).__name__, src.pulled_end_ns / 1e9, outcome.restarts)
         src.gen = gen
+
+    def _forget_unwritten(self, src: _Source) -> int:
+        """Drop the source's segments not yet written (and their places in buffers and batches in
+        flight, whose results are then ignored); returns where the first of them starts."""
+        lost = {sid for sid, seg in self.segs.items() if seg.source is src}
+        resume_ns = min((self.segs[sid].span.start_ns for sid in lost), default=src.pulled_end_ns)
+        for sid in lost:
+            del self.segs[sid]
+        src.unfinished -= len(lost)
+        for stage, buf in src.buffers.items():
+            src.buffers[stage] = [(sid, r) for sid, r in buf if sid not in lost]
+        self.fuse_buffer = [(sid, obs) for sid, obs in self.fuse_buffer if sid not in lost]
+        for ref, (stage, sids) in self.inflight.items():
+            self.inflight[ref] = (stage, [FORGOTTEN if sid in lost else sid for sid in sids])
+        if lost:
+            log.warning("%s: %d segments not yet indexed are read again from %.1f s", src.outcome.ref.name, len(lost),
+                        resume_ns / 1e9)
+        return resume_ns
 
     # -- encoders and fusion ---------------------------------------------------------------------
 
@@ -391,13 +420,17 @@ class Driver:
 
     def _collect(self, ref: ray.ObjectRef) -> None:
         stage, sids = self.inflight.pop(ref)
-        self.ing.pools[stage].done(ref)
+        try:
+            results, error = ray.get(ref), None
+        except ray.exceptions.RayError as exc:
+            results, error = None, exc
+        self.ing.pools[stage].done(ref, actor_died=isinstance(error, ray.exceptions.RayActorError))
         if stage == "summary":
             done = self.summaries.pop(ref)
-            try:
-                summary = ray.get(ref)[0].to_json()
-            except ray.exceptions.RayError as exc:  # the segments are indexed; there is just no summary
-                log.warning("a summary failed: %s", exc)
+            if error is None:
+                summary = results[0].to_json()
+            else:  # the segments are indexed; there is just no summary
+                log.warning("a summary failed: %s", error)
                 summary = None
             if self.store_down_since is not None:
                 self.deferred.append((done, summary))
@@ -408,16 +441,16 @@ class Driver:
                 self._store_lost(exc)
                 self.deferred.append((done, summary))
             return
-        try:
-            results = ray.get(ref)
-        except ray.exceptions.RayError as exc:
-            self._retry_or_fail(sids, stage, f"{stage} failed: {exc}")
+        if error is not None:
+            self._retry_or_fail(sids, stage, f"{stage} failed: {error}")
             return
         if len(results) != len(sids):
             self._retry_or_fail(sids, stage, f"{stage} returned {len(results)} results for {len(sids)} segments")
             return
         if stage == "fuse":
-            self._write(sids, results)
+            kept = [(sid, r) for sid, r in zip(sids, results) if sid != FORGOTTEN]
+            if kept:
+                self._write([sid for sid, _ in kept], [r for _, r in kept])
             return
         for sid, result in zip(sids, results):
             seg = self.segs.get(sid)

@@ -75,6 +75,9 @@ class OperatorActor:
     def ready(self) -> dict[str, float]:
         return self.setup_seconds
 
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     def process(self, stage: str, *items: Any) -> list[Any]:
         # Top-level object-ref arguments arrive resolved (numpy arrays zero-copy, read-only).
         return self.operators[stage].process(list(items))
@@ -84,13 +87,19 @@ class OperatorActor:
 class StagePool:
     """A pool of actors hosting the operators of one or more stages. ``submit`` picks the
     least-loaded actor; at most ``max_in_flight_per_actor`` batches queue on each, which bounds
-    memory and keeps every actor busy while the driver collects results."""
+    memory and keeps every actor busy while the driver collects results.
+
+    Actors are spread over the cluster's nodes. One that died (its node lost, a crash) is left
+    out until Ray has restarted it where there is room (its ``ready`` answers again): a batch
+    sent to it meanwhile would wait, perhaps for ever if no node can hold it, while the others
+    could have done the work."""
 
     stages: tuple[str, ...]
     actors: list[Any]
     max_in_flight_per_actor: int = 2
     _load: dict[int, int] = field(default_factory=dict)
     _owner: dict[Any, int] = field(default_factory=dict)
+    _down: dict[int, Any] = field(default_factory=dict)  # actor index -> its pending ``ready`` probe
 
     @classmethod
     def create(cls, operators: dict[str, Operator], *, workers: int, max_in_flight_per_actor: int = 2) -> "StagePool":
@@ -98,10 +107,10 @@ class StagePool:
         cpus = sum(op.resources.cpus for op in operators.values())
         gpus = sum(op.resources.gpus for op in operators.values())
         memory = sum(op.resources.memory_mb for op in operators.values()) * 2**20
-        # A crashed worker (out of memory, a segfault in native code) is restarted with its models;
-        # the batch it held is not retried: it fails the sources it belonged to.
+        # A crashed worker (out of memory, a segfault, its node lost) is restarted with its models;
+        # the batch it held is not retried by Ray: the driver sends its segments again.
         actors = [OperatorActor.options(num_cpus=cpus, num_gpus=gpus, memory=memory, max_concurrency=1,
-                                        max_restarts=3, max_task_retries=0).remote(operators)
+                                        max_restarts=3, max_task_retries=0, scheduling_strategy="SPREAD").remote(operators)
                   for _ in range(max(1, workers))]
         return cls(tuple(operators), actors, max_in_flight_per_actor, {i: 0 for i in range(len(actors))})
 
@@ -113,18 +122,35 @@ class StagePool:
                 out[stage] = max(out.get(stage, 0.0), s)
         return out
 
+    def _up(self) -> list[int]:
+        """Actors that can take work: those not down, and those back from a restart."""
+        for index, probe in list(self._down.items()):
+            if ray.wait([probe], timeout=0)[0]:
+                try:
+                    ray.get(probe)
+                    del self._down[index]
+                    log.warning("a %s worker is back", "/".join(self.stages))
+                except ray.exceptions.RayError:  # died again while restarting: ask again
+                    self._down[index] = self.actors[index].ready.remote()
+        return [i for i in self._load if i not in self._down]
+
     def has_free(self) -> bool:
-        return min(self._load.values()) < self.max_in_flight_per_actor
+        return any(self._load[i] < self.max_in_flight_per_actor for i in self._up())
 
     def submit(self, stage: str, items: list[Any]) -> ray.ObjectRef:
-        index = min(self._load, key=self._load.__getitem__)
+        index = min(self._up() or self._load, key=self._load.__getitem__)
         ref = self.actors[index].process.remote(stage, *items)
         self._load[index] += 1
         self._owner[ref] = index
         return ref
 
-    def done(self, ref: ray.ObjectRef) -> None:
-        self._load[self._owner.pop(ref)] -= 1
+    def done(self, ref: ray.ObjectRef, *, actor_died: bool = False) -> None:
+        """``ref``'s batch is back (``actor_died``: it failed because its actor died)."""
+        index = self._owner.pop(ref)
+        self._load[index] -= 1
+        if actor_died and index not in self._down:
+            log.warning("a %s worker died; leaving it out until Ray has restarted it", "/".join(self.stages))
+            self._down[index] = self.actors[index].ready.remote()
 
     def kill(self) -> None:
         for actor in self.actors:
@@ -154,13 +180,18 @@ class SourceActor:
     """Decodes and aligns sources one after another; each call streams its segments."""
 
     @ray.method(num_returns="streaming", _generator_backpressure_num_objects=16)
-    def segments(self, path: str, source_id: str, decode: DecodeConfig, window_ns: int) -> Iterator[Segment | SourceReport]:
+    def segments(self, path: str, source_id: str, decode: DecodeConfig, window_ns: int, *, shown: str | None = None,
+                 skip_before_ns: int = 0) -> Iterator[Segment | SourceReport]:
+        """``path`` is what FFmpeg opens (a presigned URL for an S3 object), ``shown`` what the
+        user named, for messages; segments starting before ``skip_before_ns`` are read, not yielded
+        (a reader taking over from one whose node was lost)."""
         cpu0 = time.process_time()
         count = 0
+        opened, path = path, shown or path
         try:
-            decoder = Decoder(path, decode)
+            decoder = Decoder(opened, decode)
         except MediaError as exc:
-            yield SourceReport(source_id, path, str(exc), 0, False, False, 0, 0, 0, 0.0)
+            yield SourceReport(source_id, path, str(exc).replace(opened, path), 0, False, False, 0, 0, 0, 0.0)
             return
         error = None
         aligner = Aligner(source_id, has_video=decoder.has_video, has_audio=decoder.has_audio, window_ns=window_ns)
@@ -170,9 +201,10 @@ class SourceActor:
                 for segment in windows(decoder, aligner, video_end_ns=lambda: decoder.video_end_ns):
                     count += 1
                     last_end_ns = segment.span.end_ns
-                    yield segment
+                    if segment.span.start_ns >= skip_before_ns:
+                        yield segment
         except Exception as exc:  # noqa: BLE001 - one source fails alone, with its reason
-            error = f"{path}: decoding stopped: {type(exc).__name__}: {exc}"
+            error = f"{path}: decoding stopped: {type(exc).__name__}: {str(exc).replace(opened, path)}"
         stats = decoder.stats
         if error is None and stats.gave_up is not None:  # damaged past repair: say so, keep what was read
             error = f"{path}: {stats.gave_up}; indexed up to {last_end_ns / 1e9:.1f} s"
@@ -183,6 +215,9 @@ class SourceActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
 
 def pool_size(total_cpus: float, all_stage_cpus: float) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from indexers.store import SourceInfo
+from operators.media import s3
 
 MEDIA_SUFFIXES = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".flv", ".wmv", ".mpg", ".mpeg",
@@ -47,13 +48,14 @@ def file_fingerprint(path: Path, *, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def expand(inputs: list[str]) -> tuple[list[SourceRef], list[tuple[str, str]]]:
+def expand(inputs: list[str], *, s3_endpoint: str | None = None) -> tuple[list[SourceRef], list[tuple[str, str]]]:
     """Sources in a stable order, and ``(input, reason)`` for each input that names nothing usable.
 
     A folder or a glob contributes its media files (by extension), recursively for a folder; a
     copy of a file already listed (same content) is listed once. A file named directly is
     taken whatever its extension, so a damaged or mislabelled file fails with a reason rather than
-    being silently skipped.
+    being silently skipped. ``s3://BUCKET/PREFIX`` contributes the media objects under the prefix
+    (or the one object it names), each identified by its ETag and size.
     """
     refs: list[SourceRef] = []
     problems: list[tuple[str, str]] = []
@@ -76,6 +78,20 @@ def expand(inputs: list[str]) -> tuple[list[SourceRef], list[tuple[str, str]]]:
         refs.append(SourceRef(resolved, source_id))
 
     for raw in inputs:
+        if raw.startswith("s3://"):
+            try:
+                objects = s3.list_objects(raw, MEDIA_SUFFIXES, endpoint=s3_endpoint)
+            except (OSError, ValueError) as exc:
+                problems.append((raw, str(exc).removeprefix(f"{raw}: ")))
+                continue
+            if not objects:
+                problems.append((raw, "no media objects under this prefix"))
+            for obj in objects:
+                if obj.url not in seen and obj.fingerprint not in seen_ids:
+                    seen.add(obj.url)
+                    seen_ids.add(obj.fingerprint)
+                    refs.append(SourceRef(obj.url, obj.fingerprint))
+            continue
         if raw.startswith(URL_SCHEMES):
             if raw not in seen:
                 seen.add(raw)

@@ -368,6 +368,7 @@ class KafkaTopic:
     planned from what the store holds of it; what the driver says is durable becomes commits."""
 
     live = True
+    replays = False
     DISCOVER_EVERY_S = 0.5
 
     def __init__(self, index, options, config) -> None:

@@ -205,6 +205,7 @@ class CameraStreams:
     dies is replaced by one made the same way, continuing after what the driver pulled."""
 
     live = True
+    replays = False
 
     def __init__(self, index: SegmentIndex, options: LiveOptions, config: IngestConfig) -> None:
         self.index, self.options = index, options
