@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from indexers.lexical import LexicalIndex
 from indexers.sqlite_store import SqliteStore
@@ -26,6 +26,10 @@ from operators.records import FusedRecord
 DB_FILE = "vidscope.sqlite3"
 REDIS_ENV = "VIDSCOPE_REDIS"
 INDEX_DIR = "index"
+
+
+if TYPE_CHECKING:
+    from indexers.shards import Shard
 
 
 class SegmentIndex:
@@ -39,14 +43,16 @@ class SegmentIndex:
     """
 
     def __init__(self, data_dir: str | os.PathLike, *, config: VectorIndexConfig | None = None,
-                 redis_url: str | None = None, read_only: bool = False) -> None:
+                 redis_url: str | None = None, read_only: bool = False, shard: "Shard | None" = None) -> None:
         """``redis_url`` (default ``$VIDSCOPE_REDIS``): keep the metadata and vectors in Redis,
         shared by every worker that names it, instead of the folder's SQLite file; the FAISS
         files stay in the folder (each reader rebuilds what it lacks from the store).
 
         ``read_only``: for search, highlights, summaries and ask: nothing in the folder is
         written (a read-only mount works; a search beside an ingest never saves into its
-        folder); what is missing or behind the store is rebuilt in memory."""
+        folder); what is missing or behind the store is rebuilt in memory.
+
+        ``shard``: hold the vectors of that shard's sources only (``indexers.shards``; read-only)."""
         self.data_dir = Path(data_dir)
         self.read_only = read_only
         if self.data_dir.exists() and not self.data_dir.is_dir():
@@ -60,7 +66,7 @@ class SegmentIndex:
             self.store = SqliteStore(self.data_dir / DB_FILE, read_only=read_only)
         try:
             self.vectors = VectorIndexes(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig(),
-                                         read_only=read_only)
+                                         read_only=read_only, keep=shard.keeper(self.store) if shard else None)
             self.lexical = LexicalIndex(self.data_dir, self.store, read_only=read_only)
         except BaseException:
             self.store.close()

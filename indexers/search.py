@@ -149,6 +149,28 @@ class Searcher:
         queries = self._queries(text)
         return self._moments(self._scores(queries, n, words.result()), top_k)
 
+    def candidates(self, text: str, top_k: int = 10) -> dict:
+        """A shard's first round (``indexers.shards``): its best candidates per space as
+        ``{"spaces": {space: [(id, score)...]}, "words": {id: bm25}}``, and the count ``n`` taken."""
+        _check_top_k(top_k)
+        n = max(self.config.candidates_per_space, 4 * top_k)
+        words = _POOL.submit(self._words, text, n)
+        queries = self._queries(text)
+        spaces = {}
+        for space in queries:
+            if self.index.vectors.dim(space) is not None:
+                scores, ids = self.index.vectors.search(space, queries[space].reshape(1, -1), n)
+                spaces[space] = list(zip(ids[0].tolist(), scores[0].tolist()))
+        return {"spaces": spaces, "words": words.result(), "n": n}
+
+    def moments_of(self, text: str, candidates: Iterable[int], words: dict[int, float], top_k: int,
+                   holds: Callable[[str], bool]) -> list[Moment]:
+        """A shard's second round: the moments ``search`` would cut from ``candidates`` (the whole
+        index's), of the sources ``holds`` says are this shard's."""
+        spans = self.index.store.get_spans(candidates)
+        mine = {sid for sid, (source_id, _, _) in spans.items() if holds(source_id)}
+        return self._moments(self._rescore(self._queries(text), mine, words), top_k)
+
     def search_vector(self, query: np.ndarray, top_k: int = 10) -> list[Moment]:
         """``search`` for an already embedded query (float32 ``[dim]``, L2-normalised, text space)."""
         _check_top_k(top_k)

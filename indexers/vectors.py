@@ -34,9 +34,9 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import faiss
 import numpy as np
@@ -142,11 +142,17 @@ class VectorIndexes:
     """
 
     def __init__(self, folder: str | os.PathLike, store: MetadataStore, config: VectorIndexConfig, *,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, keep: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         """``read_only``: load the saved indexes that match the store, rebuild the others in
-        memory, and never write the folder (``save`` does nothing)."""
+        memory, and never write the folder (``save`` does nothing).
+
+        ``keep``: hold only the vectors of the segment ids it marks True (one shard of the folder,
+        ``indexers.shards``): every space is built in memory from the store, read-only, and
+        what the store gains later is filtered the same way."""
         self.folder = Path(folder)
-        self.read_only = read_only
+        self.read_only = read_only or keep is not None
+        self.keep = keep
+        read_only = self.read_only
         if not read_only:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.config = config
@@ -162,7 +168,7 @@ class VectorIndexes:
                 if manifest and name in manifest["spaces"]:
                     self._unsaved.add(name)
                 continue
-            space = self._load(name, state, manifest)
+            space = self._load(name, state, manifest) if keep is None else None
             if space is None:
                 self._stale.add(name)
                 self._unsaved.add(name)
@@ -252,6 +258,8 @@ class VectorIndexes:
         kind, nlist = self.config.layout(state.count)
         log.info("vector index %s: building %s over %d %d-d vectors from the store", name, kind, state.count, state.dim)
         batches = self._store.iter_vectors(name)
+        if self.keep is not None:
+            batches = ((ids[m], vectors[m]) for ids, vectors in batches if (m := self.keep(ids)).any())
         if kind == "ivf":
             index, pending = self._trained_ivf(state.dim, nlist, batches)
         else:
@@ -325,6 +333,9 @@ class VectorIndexes:
     def _take(self, space: _Space, change: VectorChange, *, replay: bool) -> bool:
         """Apply ``change`` in place; False if this index cannot (HNSW cannot remove). In a replay
         ``replaced_ids`` is every written id: only those the index holds are replaced."""
+        if self.keep is not None and len(change.written_ids):
+            mine = self.keep(change.written_ids)
+            change = replace(change, written_ids=change.written_ids[mine], written_vectors=change.written_vectors[mine])
         gone = np.concatenate([change.replaced_ids, change.removed_ids])
         if len(gone) and space.kind == "hnsw":
             if not replay:
@@ -414,9 +425,12 @@ class VectorIndexes:
             found = self._spaces.get(space) if space not in self._stale else None
             if found is not None and found.kind != "ivf" and isinstance(found.index, faiss.IndexIDMap2):
                 held = found.held(ids)
-                if not len(held):
-                    return held, np.zeros((0, found.index.d), np.float32)
-                return held, found.index.reconstruct_batch(held)
+                vectors = found.index.reconstruct_batch(held) if len(held) else np.zeros((0, found.index.d), np.float32)
+                if self.keep is None or len(held) == len(ids):
+                    return held, vectors
+                # One shard: the other shards' segments (a search within a source) come from the store.
+                more_ids, more = self._store.get_vectors(space, np.setdiff1d(ids, held).tolist())
+                return np.concatenate([held, more_ids]), np.concatenate([vectors, more])
         return self._store.get_vectors(space, ids.tolist())
 
     def refresh(self) -> None:

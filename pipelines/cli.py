@@ -90,8 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", parents=[common], help="index files, folders and globs")
-    p.add_argument("paths", nargs="+", help="files, folders (searched recursively) or glob patterns")
+    p.add_argument("paths", nargs="+",
+                   help="files, folders (searched recursively), glob patterns, http(s):// URLs or s3://BUCKET/PREFIX")
     p.add_argument("--force", action="store_true", help="re-process sources already indexed")
+    p.add_argument("--s3-endpoint", default=os.environ.get("VIDSCOPE_S3_ENDPOINT"),
+                   help="s3:// inputs: an S3-compatible store's URL, e.g. http://minio:9000 (default $VIDSCOPE_S3_ENDPOINT, "
+                        "or AWS; credentials from the usual AWS variables or profile)")
     _ingest_options(p)
 
     p = sub.add_parser("live", parents=[common], help="ingest a live stream until stopped (Ctrl-C or SIGTERM)")
@@ -164,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the bearer token clients must send (default $VIDSCOPE_API_TOKEN; required off loopback)")
     p.add_argument("--cors-origin", action="append", default=[],
                    help="allow browser pages from this origin to call the API (repeatable; default none)")
+    p.add_argument("--ray-address", default=None,
+                   help="run the API as a Ray Serve deployment on this cluster (\"auto\", host:port) instead of in this process")
+    p.add_argument("--replicas", type=int, default=1, help="with --ray-address: API replicas (default 1)")
+    p.add_argument("--shards", type=int, default=1,
+                   help="with --ray-address: split the vectors by source over this many shard deployments, searched "
+                        "together and merged exactly (default 1: every replica holds the whole index)")
 
     p = sub.add_parser("demo", parents=[common], help="build a demo video offline, ingest it, show what it finds")
     _ingest_options(p)
@@ -410,6 +420,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = ServeConfig(data_folder(args.data), host=args.host, port=args.port, token=args.token or None,
                          cors_origins=tuple(args.cors_origin))
+    if args.ray_address:
+        from pipelines.serve.on_ray import serve_on_ray
+
+        print(f"vidscope: serving {args.data} on Ray Serve ({args.replicas} replicas, {args.shards} shards) at "
+              f"http://{args.host}:{args.port}/", file=sys.stderr)
+        serve_on_ray(config, ray_address=args.ray_address, replicas=args.replicas, shards=args.shards)
+        return 0
+    if args.replicas != 1 or args.shards != 1:
+        raise ValueError("--replicas and --shards need --ray-address (one process serves without Ray)")
     print(f"vidscope: serving {args.data} on http://{args.host}:{args.port}/", file=sys.stderr)
     serve(config)
     return 0

@@ -15,6 +15,7 @@ from typing import Iterator
 
 from indexers.index import REDIS_ENV, SegmentIndex
 from indexers.search import Searcher
+from indexers.shards import Shard
 from indexers.store import SourceInfo
 from operators.analysis.summary import Summary, clock
 from operators.models.text import TextEncoder
@@ -34,8 +35,9 @@ def data_folder(data_dir: Path) -> Path:
 
 
 @contextmanager
-def open_searcher(data_dir: Path, *, device: str = "cpu") -> Iterator[Searcher]:
-    """Open the index read-side and load the text encoder(s) once; reuse the searcher for many queries."""
+def open_searcher(data_dir: Path, *, device: str = "cpu", shard: Shard | None = None) -> Iterator[Searcher]:
+    """Open the index read-side and load the text encoder(s) once; reuse the searcher for many
+    queries. ``shard``: hold only that shard's vectors (``indexers.shards``)."""
     data_dir = data_folder(data_dir)
     encoder = TextEncoder(device=device)
     encoder.setup()
@@ -47,7 +49,7 @@ def open_searcher(data_dir: Path, *, device: str = "cpu") -> Iterator[Searcher]:
         clip = ClipEncoder(profile.clip)
         clip.setup()
         joint["clip"] = clip.embed_text
-    with SegmentIndex(data_folder(data_dir), read_only=True) as index:
+    with SegmentIndex(data_folder(data_dir), read_only=True, shard=shard) as index:
         yield Searcher(index, encoder.embed, joint=joint)
 
 

@@ -1,0 +1,88 @@
+"""``vidscope serve --ray-address``: the same FastAPI app (``create_app``) as a Ray Serve
+deployment with replicas, behind Ray Serve's HTTP proxy on every node.
+
+Each replica builds the app itself (Ray Serve calls the builder on the replica) and opens the
+data folder there: the folder must be at the same path on every node that can host a replica
+(a shared mount), or the metadata in Redis (``--redis``) with the FAISS files rebuilt in each
+replica's memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from pipelines.serve.app import ServeConfig, create_app
+
+log = logging.getLogger("vidscope.serve")
+APP_NAME = "vidscope"
+REPLICA_CPUS = 0.5
+"""What a replica reserves: a query is a few milliseconds of one core, mostly waiting on I/O."""
+
+
+def _build(config: ServeConfig, shards: int):
+    """Runs on each API replica: the app over the replica's own open index, or, in front of
+    shards, over the metadata alone, its searches asked of the shards (``indexers.shards``)."""
+    if shards <= 1:
+        return create_app(config)
+    from ray import serve
+
+    from indexers.shards import Shard, search_shards
+    from pipelines.serve.library import Library
+
+    handles = [serve.get_deployment_handle(f"shard-{k}", app_name=APP_NAME) for k in range(shards)]
+
+    def ask(method: str, *args) -> list:
+        return [r.result() for r in [getattr(h, method).remote(*args) for h in handles]]
+
+    def scatter(text: str, top_k: int) -> list[dict]:
+        return search_shards(lambda t, k: ask("candidates", t, k), lambda *a: ask("moments_of", *a), text, top_k)
+
+    return create_app(config, library=Library(config.data_dir, shard=Shard(0, 0), scatter=scatter))
+
+
+class ShardReplica:
+    """One shard's vectors (``Library(shard=...)``), answering the two rounds of a search."""
+
+    def __init__(self, data_dir: str, number: int, of: int) -> None:
+        from indexers.shards import Shard
+        from pipelines.serve.library import Library
+
+        self.library = Library(data_dir, shard=Shard(number, of))
+
+    def candidates(self, text: str, top_k: int) -> dict:
+        return self.library.candidates(text, top_k)
+
+    def moments_of(self, text: str, candidates: list[int], words: dict[int, float], top_k: int) -> list[dict]:
+        return self.library.moments_of(text, candidates, words, top_k)
+
+
+def serve_on_ray(config: ServeConfig, *, ray_address: str, replicas: int = 1, shards: int = 1,
+                 stop: threading.Event | None = None) -> None:
+    """Deploy, then wait until ``stop`` is set (or SIGINT/SIGTERM); the deployment is deleted on
+    the way out. ``shards`` > 1: the vectors split by source over that many shard deployments
+    (``replicas`` each), the API replicas in front holding none."""
+    if replicas < 1 or shards < 1:
+        raise ValueError("--replicas and --shards must be at least 1")
+    from ray import serve
+
+    from pipelines.ingest.runtime import RuntimeConfig, start_ray
+
+    start_ray(RuntimeConfig(ray_address=ray_address))
+    serve.start(http_options={"host": config.host, "port": config.port})
+    options = dict(num_replicas=replicas, ray_actor_options={"num_cpus": REPLICA_CPUS}, health_check_period_s=5)
+    api = serve.deployment(name="api", **options)(serve.ingress(lambda: _build(config, shards))())
+    parts = [serve.deployment(ShardReplica, name=f"shard-{k}", **options).bind(str(config.data_dir), k, shards)
+             for k in range(shards)] if shards > 1 else []
+    serve.run(api.bind(*parts), name=APP_NAME, route_prefix="/", blocking=False)
+    log.warning("vidscope serve: %d replica(s)%s on Ray at http://%s:%d/", replicas,
+                f" of each of {shards} shards" if shards > 1 else "", config.host, config.port)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        serve.delete(APP_NAME)

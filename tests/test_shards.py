@@ -1,0 +1,97 @@
+"""An index split by source into four shards answers every query exactly as the whole index:
+the same moments, spans and scores (``indexers.shards``: two rounds, candidates then moments).
+Each shard holds only its sources' vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexers.index import SegmentIndex
+from indexers.shards import Shard, merge_moments, search_shards, shard_of
+from indexers.store import SourceInfo
+from operators.records import FusedRecord, Span, segment_id
+from pipelines.serve.library import Library
+
+SOURCES, PER_SOURCE, SEGMENT_NS = 40, 50, 2_000_000_000
+WORDS = "cat dog crowd cheering goal car street coffee music applause rain bird stadium kitchen".split()
+QUERIES = ["a cat", "crowd cheering", "someone says goal", "a car on a street", "a cup of coffee",
+           "music playing", "people clapping", "rain falling", "a dog barking", "birds in a stadium"]
+
+
+def walk(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """Unit vectors drifting along a source: neighbours alike, as consecutive moments of a video are."""
+    x = np.cumsum(rng.standard_normal((n, dim), dtype=np.float32), axis=0) + 4 * rng.standard_normal(dim).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    data = tmp_path_factory.mktemp("sharded")
+    with SegmentIndex(data) as index:
+        for s in range(SOURCES):
+            source_id = f"src{s:03d}"
+            index.add_source(SourceInfo(source_id, f"/videos/{source_id}.mp4", f"{source_id}.mp4", has_video=True,
+                                        has_audio=True, status="done"))
+            spaces = {name: walk(rng, PER_SOURCE, 384) for name in ("visual", "audio", "speech", "all")}
+            images = walk(rng, PER_SOURCE, 1280)
+            records = []
+            for i in range(PER_SOURCE):
+                words = [str(w) for w in rng.choice(WORDS, 3)]
+                records.append(FusedRecord(
+                    segment_id=segment_id(source_id, i * SEGMENT_NS), source_id=source_id,
+                    span=Span(i * SEGMENT_NS, (i + 1) * SEGMENT_NS), description=" ".join(words),
+                    labels=tuple((w, 0.3) for w in words), events=(("Speech", 0.4),), transcript=f"someone says {words[0]}",
+                    loudness_db=-23.0, embeddings={k: v[i] for k, v in spaces.items()}, visual_features=images[i]))
+            index.upsert(records)
+    return data
+
+
+def test_four_shards_answer_as_the_whole_index(folder):
+    whole = Library(folder)
+    shards = [Library(folder, shard=Shard(k, 4)) for k in range(4)]
+    try:
+        held = [sum(s.index.vectors.counts().values()) for s in shards]
+        assert sum(held) == sum(whole.index.vectors.counts().values())
+        assert all(0 < h < sum(held) / 2 for h in held), held  # each holds its part only
+        assert {shard_of(f"src{s:03d}", 4) for s in range(SOURCES)} == {0, 1, 2, 3}
+
+        def candidates(text, top_k):
+            return [s.candidates(text, top_k) for s in shards]
+
+        def moments(text, ids, words, top_k):
+            return [s.moments_of(text, ids, words, top_k) for s in shards]
+
+        for top_k in (5, 20):
+            for query in QUERIES:
+                expected = whole.search(query, top_k=top_k)
+                got = search_shards(candidates, moments, query, top_k)
+                assert len(expected) == top_k
+                assert [(m["source_id"], m["start"], m["end"], m["score"]) for m in got] == \
+                       [(m["source_id"], m["start"], m["end"], m["score"]) for m in expected], (query, top_k)
+    finally:
+        for lib in [whole, *shards]:
+            lib.close()
+
+
+def test_the_api_in_front_of_shards_holds_no_vectors(folder):
+    front = Library(folder, shard=Shard(0, 0), scatter=lambda text, top_k: [])
+    whole = Library(folder)
+    try:
+        assert sum(front.index.vectors.counts().values()) == 0
+        assert front.search("a cat", top_k=5) == []  # asked the shards (none here)
+        # A search within one source is scored from the store's vectors, exactly, without the shards.
+        within = front.search("a cat", top_k=3, source_id="src001")
+        assert within and within == whole.search("a cat", top_k=3, source_id="src001")
+    finally:
+        front.close()
+        whole.close()
+
+
+def test_merging_orders_as_the_whole_index_does():
+    a = [{"score": 0.9, "source_id": "b", "start": 4.0}, {"score": 0.5, "source_id": "b", "start": 0.0}]
+    b = [{"score": 0.9, "source_id": "a", "start": 8.0}, {"score": 0.7, "source_id": "c", "start": 2.0}]
+    assert [(m["source_id"], m["start"]) for m in merge_moments([a, b], 3)] == [("a", 8.0), ("b", 4.0), ("c", 2.0)]
+    with pytest.raises(ValueError):
+        Shard(4, 4)
