@@ -183,9 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     console.RESULTS, sys.stdout = sys.stdout, sys.stderr  # see console.RESULTS
     redis_before = os.environ.get("VIDSCOPE_REDIS")
+    ray_before = "ray" in sys.modules and sys.modules["ray"].is_initialized()
     try:
         return _main(argv)
     finally:
+        ray = sys.modules.get("ray")
+        if not ray_before and ray is not None and ray.is_initialized():
+            ray.shutdown()  # what this command started ends with it: its last log lines (a lost node's) go to stderr too
         sys.stdout = console.RESULTS
         # _main points this process's indexes at --redis through the environment; a caller that
         # runs several commands in one process (the tests) must not see the next one inherit it.

@@ -187,6 +187,12 @@ class Ingestor:
                 op.resources = replace(op.resources, cpus=op.resources.cpus * factor)
             source_cpus *= factor
             all_cpus = total
+        # Readers first: a file's decoder must run on the driver's node, so it takes its room
+        # there before the encoders, which may go anywhere, are spread over the nodes.
+        if kind is None:
+            decoders = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
+            kind = self.files = FileSources(self.config, decoders)
+        readers = kind.start(source_cpus)
         for group in self._groups():
             ops = {name: self.operators[name] for name in group}
             override = [self.config.stages[n].workers for n in group if n in self.config.stages and self.config.stages[n].workers]
@@ -197,10 +203,6 @@ class Ingestor:
             pool = StagePool.create(ops, workers=workers)
             for name in group:
                 self.pools[name] = pool
-        if kind is None:
-            decoders = min(self.config.max_sources_in_flight, max(1, self._expected_sources))
-            kind = self.files = FileSources(self.config, decoders)
-        readers = kind.start(source_cpus)
         try:
             for pool in self._unique_pools():
                 self.setup_seconds.update(pool.wait_ready(timeout_s=STARTUP_TIMEOUT_S))
@@ -309,13 +311,15 @@ class FileSources:
         self.resume: dict[int, int] = {}  # id(outcome) -> stream time its next reader starts at
         self._cpus = SOURCE_ACTOR_CPUS
         self._driver_node: str | None = None
+        self._driver_cpus = 0.0
 
     def _decoder(self, *, local: bool):
         if local:
             strategy = NodeAffinitySchedulingStrategy(self._driver_node, soft=False)
+            cpus = self._cpus if self._driver_cpus >= self._cpus * self.decoders else 0.0
         else:
-            strategy = "SPREAD"
-        actor = SourceActor.options(num_cpus=self._cpus, scheduling_strategy=strategy).remote()
+            strategy, cpus = "SPREAD", self._cpus
+        actor = SourceActor.options(num_cpus=cpus, scheduling_strategy=strategy).remote()
         self.nodes[actor] = actor.node.remote()
         self.local[actor] = local
         return actor
@@ -328,6 +332,10 @@ class FileSources:
     def start(self, cpus: float) -> list[ray.ObjectRef]:
         self._cpus = cpus
         self._driver_node = ray.get_runtime_context().get_node_id()
+        # A driver's node with no CPUs to give (a KubeRay head started with num-cpus 0) still reads
+        # its own files: its decoders then reserve none rather than wait for ever.
+        self._driver_cpus = next((n["Resources"].get("CPU", 0.0) for n in ray.nodes()
+                                  if n["NodeID"] == self._driver_node), 0.0)
         self.free = [self._decoder(local=True) for _ in range(self.decoders)]
         return [a.pid.remote() for a in self.free]
 
