@@ -461,6 +461,8 @@ class VectorIndexes:
                 raise ValueError(f"a {queries.shape[1]}-d query cannot search the {found.index.d}-d {space} index; "
                                  "was the query encoded by another model than the one that built this index?")
             k = min(k, found.count)
+            if k < 1:  # an empty space (a shard whose sources have none of it)
+                return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         # Outside the indexes' lock: searches of several spaces (one query, Searcher) run at once.
         with found.lock:
             if found.kind == "hnsw":

@@ -95,3 +95,14 @@ def test_merging_orders_as_the_whole_index_does():
     assert [(m["source_id"], m["start"]) for m in merge_moments([a, b], 3)] == [("a", 8.0), ("b", 4.0), ("c", 2.0)]
     with pytest.raises(ValueError):
         Shard(4, 4)
+
+
+def test_a_shard_without_sources_answers_nothing(folder):
+    used = {shard_of(f"src{s:03d}", 100) for s in range(SOURCES)}
+    empty = Library(folder, shard=Shard(min(set(range(100)) - used), 100))
+    try:
+        assert sum(empty.index.vectors.counts().values()) == 0
+        answer = empty.candidates("a cat", 5)
+        assert all(pairs == [] for pairs in answer["spaces"].values())
+    finally:
+        empty.close()
