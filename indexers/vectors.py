@@ -60,18 +60,27 @@ class VectorIndexConfig:
     ``hnsw`` answers in well under a millisecond at any size but is approximate, builds slowly and
     cannot delete, so replacing or removing a vector rebuilds it from the store; ``ivf`` is
     approximate too (a query visits ``ivf_nprobe`` of ``ivf_nlist`` lists), deletes in place, and
-    is retrained whenever the space has doubled past what its lists were sized for. ``auto`` is
-    flat below ``exact_threshold`` vectors and HNSW above.
+    is retrained whenever the space has doubled past what its lists were sized for, and keeps
+    its vectors as ``ivf_codec`` codes (``sq8``: one byte a dimension, a quarter of float32;
+    searches rescore their candidates from the store's float32 vectors, so scores stay exact).
+    ``auto`` is flat below ``exact_threshold`` vectors, HNSW up to ``ivf_threshold``, IVF above:
+    an HNSW graph over float32 holds ~1.6 KB a 384-d vector, so a million segments' five spaces
+    would need ~12 GB, where IVF-SQ8 needs ~2.9 GB (bench/scale.py).
     """
 
     kind: IndexKind = "auto"
     exact_threshold: int = 20_000
+    ivf_threshold: int = 250_000
+    ivf_codec: Literal["flat", "sq8"] = "sq8"
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
-    ivf_nlist: int = 1024
-    ivf_nprobe: int = 32
-    ivf_train_vectors: int = 100_000
+    ivf_nlist: int = 4096
+    ivf_nprobe: int = 128
+    """At a million vectors (bench/scale.py, these 2 cores): 4096 lists with 128 probed give the
+    text spaces recall@10 0.94-0.96 at ~5 ms a space on one thread, where 1024 lists with 32
+    probed gave 0.89-0.93 at ~6 ms: finer lists, more of them visited, cost less for more."""
+    ivf_train_vectors: int = 160_000  # FAISS asks for 39 per list
     snapshot_min_changes: int = 2048
     snapshot_fraction: float = 0.25
     """``save(only_if_due=True)`` rewrites a space once this many vectors, and this share of its
@@ -80,7 +89,9 @@ class VectorIndexConfig:
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {self.kind!r}")
-        for name in ("exact_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist",
+        if self.ivf_codec not in ("flat", "sq8"):
+            raise ValueError(f"ivf_codec must be flat or sq8, got {self.ivf_codec!r}")
+        for name in ("exact_threshold", "ivf_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist",
                      "ivf_nprobe", "ivf_train_vectors"):
             if getattr(self, name) < 1:
                 raise ValueError(f"index config: {name} must be at least 1, got {getattr(self, name)}")
@@ -89,7 +100,7 @@ class VectorIndexConfig:
         """``(kind, nlist)`` a space of ``count`` vectors should have (nlist 0 unless IVF)."""
         kind = self.kind
         if kind == "auto":
-            kind = "flat" if count < self.exact_threshold else "hnsw"
+            kind = "flat" if count < self.exact_threshold else "hnsw" if count < self.ivf_threshold else "ivf"
         if kind != "ivf":
             return kind, 0
         return kind, max(1, min(self.ivf_nlist, count // _MIN_TRAIN_PER_LIST))
@@ -292,7 +303,12 @@ class VectorIndexes:
             if seen >= self.config.ivf_train_vectors:
                 break
         sample = np.concatenate([v for _, v in pending])[: self.config.ivf_train_vectors]
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        quantiser = faiss.IndexFlatIP(dim)
+        if self.config.ivf_codec == "sq8":
+            index = faiss.IndexIVFScalarQuantizer(quantiser, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantiser, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.min_points_per_centroid = 1  # layout() keeps 39 per list; below 39 vectors one list is right
         index.train(sample)
         index.set_direct_map_type(faiss.DirectMap.Hashtable)  # lets remove_ids find an id without a scan
@@ -418,8 +434,9 @@ class VectorIndexes:
     def get_vectors(self, space: str, segment_ids) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of ``segment_ids`` that have a vector in ``space``, read back from
         the in-memory index (it holds the store's normalised float32 vectors as of its revision,
-        as its searches do), from the store when the index keeps none to read (IVF) or is stale:
-        a search rescores its candidates without a row read per vector."""
+        as its searches do), from the store when the index keeps none to read (IVF: its 8-bit
+        codes clip what lies outside their trained range, so scores come from the store) or is
+        stale: a search rescores its candidates without a row read per vector."""
         ids = np.fromiter(segment_ids, dtype=np.int64)
         with self._lock:
             found = self._spaces.get(space) if space not in self._stale else None
