@@ -104,6 +104,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(http, server: subprocess.Popen, *, timeout_s: float = 600) -> float:
+    """Seconds until ``vidscope serve`` (``server``) answers /readyz 200 on the client ``http``."""
+    import httpx
+
+    started = time.perf_counter()
+    while True:
+        try:
+            if http.get("/readyz").status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.perf_counter() - started > timeout_s:
+            raise RuntimeError("vidscope serve did not become ready")
+        time.sleep(0.1)
+
+
 def cold_cli(folder: Path, runs: int, *extra: str) -> float:
     walls = []
     for i in range(runs):
@@ -150,18 +166,8 @@ def run_size(n: int, args, onnx: TextEncoder, torch_embed) -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = f"http://127.0.0.1:{port}"
-            t = time.perf_counter()
             with httpx.Client(base_url=url, timeout=30) as http:
-                while True:
-                    try:
-                        if http.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if server.poll() is not None or time.perf_counter() - t > 300:
-                        raise RuntimeError("vidscope serve did not become ready")
-                    time.sleep(0.1)
-                ready_s = time.perf_counter() - t
+                ready_s = wait_ready(http, server)
                 served = timed(lambda q: http.get("/api/v1/search", params={"q": q, "top_k": 10}).raise_for_status(),
                                QUERIES, args.queries)
             print(report(f"served over HTTP (ready in {ready_s:.1f} s)", served))

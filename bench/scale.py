@@ -33,10 +33,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from indexers.index import INDEX_DIR, SegmentIndex  # noqa: E402
 from indexers.store import IMAGE_SPACE, TEXT_SPACES, SourceInfo  # noqa: E402
 from operators.records import FusedRecord, Span, segment_id  # noqa: E402
+from query import wait_ready  # noqa: E402
 
 SEGMENT_NS = 2_000_000_000
 PER_SOURCE = 500
@@ -199,18 +201,8 @@ def served(folder: Path, repeats: int) -> dict:
     server = subprocess.Popen([VIDSCOPE, "serve", "--data", str(folder), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        started = time.perf_counter()
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            while True:
-                try:
-                    if http.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.perf_counter() - started > 600:
-                    raise RuntimeError("vidscope serve did not become ready")
-                time.sleep(0.2)
-            ready = time.perf_counter() - started
+            ready = wait_ready(http, server)
             for q in QUERIES[:5]:
                 http.get("/api/v1/search", params={"q": q, "top_k": 10}).raise_for_status()
             samples = []

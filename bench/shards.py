@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from query import QUERIES, build, free_port  # noqa: E402
+from query import QUERIES, build, free_port, wait_ready  # noqa: E402
 
 VIDSCOPE = str(Path(sys.executable).with_name("vidscope"))
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -44,17 +44,7 @@ def serve(folder: Path, *options: str):
     proc = subprocess.Popen([VIDSCOPE, "serve", "--data", str(folder), "--port", str(port), *options],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
-    started = time.perf_counter()
-    while True:
-        try:
-            if http.get("/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.perf_counter() - started > 900:
-            raise RuntimeError(f"vidscope serve {' '.join(options)} did not become ready")
-        time.sleep(0.5)
-    return proc, http, time.perf_counter() - started
+    return proc, http, wait_ready(http, proc, timeout_s=900)
 
 
 def measure(http, repeats: int) -> tuple[list[float], dict[str, list]]:
