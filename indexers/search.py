@@ -138,6 +138,7 @@ class Searcher:
         self.joint = dict(joint or {})
         self.config = config or SearchConfig()
         self._cuts: dict[str, list[int]] = {}
+        self._last_queries: tuple[str, dict[str, np.ndarray]] | None = None
 
     def search(self, text: str, top_k: int = 10) -> list[Moment]:
         """Moments matching ``text``, best first; at most ``top_k``, fewer when the index is small."""
@@ -155,12 +156,8 @@ class Searcher:
         _check_top_k(top_k)
         n = max(self.config.candidates_per_space, 4 * top_k)
         words = _POOL.submit(self._words, text, n)
-        queries = self._queries(text)
-        spaces = {}
-        for space in queries:
-            if self.index.vectors.dim(space) is not None:
-                scores, ids = self.index.vectors.search(space, queries[space].reshape(1, -1), n)
-                spaces[space] = list(zip(ids[0].tolist(), scores[0].tolist()))
+        found = self._per_space(self._queries(text), n)
+        spaces = {space: list(zip(ids.tolist(), scores.tolist())) for space, (scores, ids) in found.items()}
         return {"spaces": spaces, "words": words.result(), "n": n}
 
     def moments_of(self, text: str, candidates: Iterable[int], words: dict[int, float], top_k: int,
@@ -198,21 +195,30 @@ class Searcher:
     def _queries(self, text: str) -> dict[str, np.ndarray]:
         if not text or not text.strip():
             raise ValueError("the search text is empty")
+        last = self._last_queries  # a shard embeds a query for both rounds of one search: once
+        if last is not None and last[0] == text:
+            return last[1]
         shared = self._embed(text, self.embed_text)
         queries = {space: shared for space in TEXT_SPACES}
         for space, embed in self.joint.items():
             queries[space] = self._embed(text, embed)
+        self._last_queries = (text, queries)
         return queries
+
+    def _per_space(self, queries: dict[str, np.ndarray], n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each space's best ``n``: ``{space: (scores, ids)}``."""
+        spaces = [space for space in queries if self.index.vectors.dim(space) is not None]
+
+        def search(space: str) -> tuple[np.ndarray, np.ndarray]:
+            scores, ids = self.index.vectors.search(space, queries[space].reshape(1, -1), n)
+            return scores[0], ids[0]
+
+        # The spaces' searches at once (FAISS releases the GIL): one query's latency on several cores.
+        return dict(zip(spaces, _POOL.map(search, spaces) if len(spaces) > 1 else map(search, spaces)))
 
     def _scores(self, queries: dict[str, np.ndarray], n: int, words: dict[int, float] | None = None) -> dict[int, tuple[float, tuple]]:
         candidates: set[int] = set(words or ())
-        spaces = [space for space in queries if self.index.vectors.dim(space) is not None]
-
-        def search(space: str) -> np.ndarray:
-            return self.index.vectors.search(space, queries[space].reshape(1, -1), n)[1][0]
-
-        # The spaces' searches at once (FAISS releases the GIL): one query's latency on several cores.
-        for ids in _POOL.map(search, spaces) if len(spaces) > 1 else map(search, spaces):
+        for _, ids in self._per_space(queries, n).values():
             candidates.update(ids.tolist())
         return self._rescore(queries, candidates, words)
 

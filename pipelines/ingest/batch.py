@@ -34,7 +34,8 @@ from operators.models.speech import SpeechRecognizer
 from operators.analysis.summary import Summariser
 from operators.models.visual import VisualEncoder
 from operators.models.vlm import Captioner
-from pipelines.ingest.driver import Driver, Progress, SourceKind, SourceOutcome
+from pipelines.ingest.driver import Driver
+from pipelines.ingest.kinds import Progress, SourceKind, SourceOutcome
 from pipelines.ingest.profiles import ClipProfile, Offline, Profile, VlmProfile
 from pipelines.ingest.runtime import SourceActor, StagePool, cluster_cpus, pool_size
 from pipelines.ingest.sources import SourceRef

@@ -395,7 +395,7 @@ class KafkaTopic:
         return [self._new_actor().pid.remote()]
 
     def take(self) -> list:
-        from pipelines.ingest.driver import SourceOutcome
+        from pipelines.ingest.kinds import SourceOutcome
         from pipelines.ingest.sources import SourceRef, register_stream
 
         if self.stopped or time.monotonic() < self._next_discovery:

@@ -36,7 +36,7 @@ from indexers.clips import recording_folder
 from operators.media.record import RecordConfig, Recorder
 from operators.records import Segment, seconds_to_ns
 from pipelines.ingest.batch import IngestConfig, Ingestor
-from pipelines.ingest.driver import SourceOutcome
+from pipelines.ingest.kinds import SourceOutcome
 from pipelines.live.outputs import LiveOutputs
 from pipelines.ingest.runtime import SourceReport
 from pipelines.ingest.sources import SourceRef, register_stream, stream_name_problem
