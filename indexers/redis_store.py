@@ -364,6 +364,10 @@ class RedisStore:
         (dim, revision), count = self._conn.read("read a vector space", read)
         return None if dim is None else VectorSpaceState(dim=int(dim), revision=int(revision), count=count)
 
+    def vector_revision(self, space: str) -> int | None:
+        revision = self._conn.read("read a vector space", lambda: self._redis.hget(self._key("space", space), "revision"))
+        return None if revision is None else int(revision)
+
     def _dim(self, space: str) -> int:
         dim = self._conn.read("read a vector space", lambda: self._redis.hget(self._key("space", space), "dim"))
         return 0 if dim is None else int(dim)

@@ -389,6 +389,12 @@ class SqliteStore:
             (count,) = self._db.execute("SELECT COUNT(*) FROM vectors WHERE space=?", (space,)).fetchone()
         return VectorSpaceState(dim=row[0], revision=row[1], count=count)
 
+    def vector_revision(self, space: str) -> int | None:
+        """The space's revision alone: one row, no count (a server asks every second)."""
+        with self._lock:
+            row = self._db.execute("SELECT revision FROM vector_spaces WHERE space=?", (space,)).fetchone()
+        return None if row is None else row[0]
+
     def get_vectors(self, space: str, segment_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
         """``(ids int64 [n], vectors float32 [n, dim])`` for the ids that have a vector in ``space``."""
         ids = [int(i) for i in segment_ids]

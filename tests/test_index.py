@@ -97,6 +97,8 @@ def test_upserting_the_same_records_twice_changes_nothing(tmp_path):
         assert index.counts() == counts == {"all": 40, "audio": 40, "image": 40, "speech": 14, "visual": 40}
         assert len(index) == length == 40
         assert {s: index.store.vector_space(s).revision for s in counts} == revisions
+        assert {s: index.store.vector_revision(s) for s in counts} == revisions  # what a server's refresh reads
+        assert index.store.vector_revision("clip") is None
         assert results(Searcher(index, stand_in_query), query) == first
         assert first[0][0] == (records[7].segment_id,) and first[0][1] == pytest.approx(1.0, abs=1e-5)
         index.save()
@@ -293,6 +295,24 @@ def replace_then_die(src, dst):
 os.replace = replace_then_die
 SegmentIndex(sys.argv[1]).save()
 """
+
+
+def test_a_reader_beside_a_writer_catches_up_on_refresh_by_replaying(tmp_path, caplog):
+    # What `vidscope serve` does once a second beside an ingest: one revision read per space.
+    old, new = random_records(30), random_records(12, seed=4, sources=2, prefix="later")
+    with SegmentIndex(tmp_path) as writer:
+        writer.upsert(old)
+        writer.save()
+        with SegmentIndex(tmp_path, read_only=True) as reader:
+            assert reader.counts()["visual"] == 30
+            writer.upsert(new)
+            assert reader.counts()["visual"] == 30  # nothing read yet
+            with caplog.at_level(logging.INFO, logger="indexers.vectors"):
+                reader.vectors.refresh()
+                assert reader.counts() == writer.counts()
+            assert "building" not in caplog.text  # replayed, not rebuilt
+            hit = Searcher(reader, stand_in_query).search_vector(new[3].embeddings["visual"], top_k=1)[0]
+            assert hit.best_segment_id == new[3].segment_id
 
 
 def test_a_crash_mid_save_leaves_the_previous_index_readable(tmp_path, caplog):

@@ -80,6 +80,7 @@ def test_the_same_records_twice_change_nothing_the_second_time(store):
     assert store.count_segments() == 12
     assert store.vector_space("speech") == VectorSpaceState(dim=DIM, revision=1, count=len(spoken))
     assert store.vector_space("clip") is None
+    assert store.vector_revision("speech") == 1 and store.vector_revision("clip") is None
 
 
 def test_a_record_replaces_everything_stored_for_its_segment(store):
