@@ -70,7 +70,7 @@ def serve_on_ray(config: ServeConfig, *, ray_address: str, replicas: int = 1, sh
     from pipelines.ingest.runtime import RuntimeConfig, start_ray
 
     start_ray(RuntimeConfig(ray_address=ray_address))
-    serve.start(http_options={"host": config.host, "port": config.port})
+    _start_serve(config)
     options = dict(num_replicas=replicas, ray_actor_options={"num_cpus": REPLICA_CPUS}, health_check_period_s=5)
     api = serve.deployment(name="api", **options)(serve.ingress(lambda: _build(config, shards))())
     parts = [serve.deployment(ShardReplica, name=f"shard-{k}", **options).bind(str(config.data_dir), k, shards)
@@ -86,3 +86,26 @@ def serve_on_ray(config: ServeConfig, *, ray_address: str, replicas: int = 1, sh
         stop.wait()
     finally:
         serve.delete(APP_NAME)
+        if not serve.status().applications:  # leave the cluster as found: no Serve of ours behind
+            serve.shutdown()
+
+
+def _start_serve(config: ServeConfig) -> None:
+    """Start Ray Serve with our HTTP options. A Serve instance already running on the cluster
+    keeps the options it was started with (Ray ignores new ones, with a log line): one that runs
+    nothing is shut down and started again with ours; one that runs other applications on another
+    address is an error, since this server would answer on a port nobody asked for."""
+    from ray import serve
+
+    wanted = {"host": config.host, "port": config.port}
+    running = serve.status()
+    if running.proxies and not running.applications:
+        serve.shutdown()
+    serve.start(http_options=wanted)
+    from ray.serve.context import _get_global_client  # the running instance's options: no public API
+
+    http = _get_global_client().http_config
+    if (http.host, http.port) != (config.host, config.port):
+        raise RuntimeError(f"Ray Serve already runs on this cluster at {http.host}:{http.port} with other "
+                           f"applications ({', '.join(serve.status().applications)}); serve on --port {http.port} "
+                           f"--host {http.host}, or stop it first (serve shutdown)")
