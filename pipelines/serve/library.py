@@ -59,13 +59,15 @@ class Library:
     """The index and encoder, opened once. Thread-safe: FastAPI runs handlers on a pool."""
 
     def __init__(self, data_dir: Path, *, shard: Shard | None = None,
-                 scatter: Callable[[str, int], list[dict]] | None = None) -> None:
+                 scatter: Callable[[str, int], list[dict]] | None = None,
+                 shards_ready: Callable[[], tuple[bool, str]] | None = None) -> None:
         """``shard``: hold only that shard's vectors (a shard replica, or ``Shard(0, 0)``: none,
         the API in front of shards). ``scatter(text, top_k)``: answer unfiltered searches by
-        asking the shards (``pipelines.serve.on_ray``)."""
+        asking the shards (``pipelines.serve.on_ray``), ready when ``shards_ready`` says so."""
         self.data_dir = Path(data_dir)
         self.shard = shard
         self._scatter = scatter
+        self._shards_ready = shards_ready
         self._stack = ExitStack()
         self.searcher: Searcher = self._stack.enter_context(open_searcher(self.data_dir, shard=shard))
         self.index = self.searcher.index
@@ -264,6 +266,10 @@ class Library:
                 return False, "the metadata store does not answer"
         except (OSError, ConnectionError) as exc:
             return False, f"the metadata store does not answer: {exc}"
+        if self._shards_ready is not None:
+            ok, message = self._shards_ready()
+            if not ok:
+                return False, message
         return True, f"{len(self.index)} segments indexed"
 
 

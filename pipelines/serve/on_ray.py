@@ -19,6 +19,8 @@ log = logging.getLogger("vidscope.serve")
 APP_NAME = "vidscope"
 REPLICA_CPUS = 0.5
 """What a replica reserves: a query is a few milliseconds of one core, mostly waiting on I/O."""
+READY_WAIT_S = 2.0
+"""How long /readyz of the API in front of shards waits on each shard's answer."""
 
 
 def _build(config: ServeConfig, shards: int):
@@ -39,7 +41,17 @@ def _build(config: ServeConfig, shards: int):
     def scatter(text: str, top_k: int) -> list[dict]:
         return search_shards(lambda t, k: ask("candidates", t, k), lambda *a: ask("moments_of", *a), text, top_k)
 
-    return create_app(config, library=Library(config.data_dir, shard=Shard(0, 0), scatter=scatter))
+    def shards_ready() -> tuple[bool, str]:
+        waiting = []
+        for k, handle in enumerate(handles):
+            try:
+                handle.ready.remote().result(timeout_s=READY_WAIT_S)
+            except TimeoutError:  # still opening (building its part of the indexes from the store)
+                waiting.append(f"shard-{k}")
+        return not waiting, f"waiting for {', '.join(waiting)} to open its vectors"
+
+    return create_app(config, library=Library(config.data_dir, shard=Shard(0, 0), scatter=scatter,
+                                              shards_ready=shards_ready))
 
 
 class ShardReplica:
@@ -50,6 +62,9 @@ class ShardReplica:
         from pipelines.serve.library import Library
 
         self.library = Library(data_dir, shard=Shard(number, of))
+
+    def ready(self) -> bool:
+        return True  # answered only once __init__ has opened the shard's vectors
 
     def candidates(self, text: str, top_k: int) -> dict:
         return self.library.candidates(text, top_k)
