@@ -138,7 +138,6 @@ class Searcher:
         self.joint = dict(joint or {})
         self.config = config or SearchConfig()
         self._cuts: dict[str, list[int]] = {}
-        self._last_queries: tuple[str, dict[str, np.ndarray]] | None = None
 
     def search(self, text: str, top_k: int = 10) -> list[Moment]:
         """Moments matching ``text``, best first; at most ``top_k``, fewer when the index is small."""
@@ -150,23 +149,26 @@ class Searcher:
         queries = self._queries(text)
         return self._moments(self._scores(queries, n, words.result()), top_k)
 
-    def candidates(self, text: str, top_k: int = 10) -> dict:
-        """A shard's first round (``indexers.shards``): its best candidates per space as
-        ``{"spaces": {space: [(id, score)...]}, "words": {id: bm25}}``, and the count ``n`` taken."""
+    def plan(self, text: str, top_k: int) -> tuple[dict[str, np.ndarray], dict[int, float], int]:
+        """What the front of sharded search does once for all shards (``indexers.shards``): the
+        query's vectors, its BM25 word matches, and the ``n`` candidates each space gives."""
         _check_top_k(top_k)
         n = max(self.config.candidates_per_space, 4 * top_k)
         words = _POOL.submit(self._words, text, n)
-        found = self._per_space(self._queries(text), n)
-        spaces = {space: list(zip(ids.tolist(), scores.tolist())) for space, (scores, ids) in found.items()}
-        return {"spaces": spaces, "words": words.result(), "n": n}
+        return self._queries(text), words.result(), n
 
-    def moments_of(self, text: str, candidates: Iterable[int], words: dict[int, float], top_k: int,
-                   holds: Callable[[str], bool]) -> list[Moment]:
+    def candidates(self, queries: dict[str, np.ndarray], n: int) -> dict[str, list[tuple[int, float]]]:
+        """A shard's first round: its best ``n`` candidates per space, ``{space: [(id, score)...]}``."""
+        found = self._per_space(queries, n)
+        return {space: list(zip(ids.tolist(), scores.tolist())) for space, (scores, ids) in found.items()}
+
+    def moments_of(self, queries: dict[str, np.ndarray], candidates: Iterable[int], words: dict[int, float],
+                   top_k: int, holds: Callable[[str], bool]) -> list[Moment]:
         """A shard's second round: the moments ``search`` would cut from ``candidates`` (the whole
         index's), of the sources ``holds`` says are this shard's."""
         spans = self.index.store.get_spans(candidates)
         mine = {sid for sid, (source_id, _, _) in spans.items() if holds(source_id)}
-        return self._moments(self._rescore(self._queries(text), mine, words), top_k)
+        return self._moments(self._rescore(queries, mine, words), top_k)
 
     def search_vector(self, query: np.ndarray, top_k: int = 10) -> list[Moment]:
         """``search`` for an already embedded query (float32 ``[dim]``, L2-normalised, text space)."""
@@ -195,14 +197,10 @@ class Searcher:
     def _queries(self, text: str) -> dict[str, np.ndarray]:
         if not text or not text.strip():
             raise ValueError("the search text is empty")
-        last = self._last_queries  # a shard embeds a query for both rounds of one search: once
-        if last is not None and last[0] == text:
-            return last[1]
         shared = self._embed(text, self.embed_text)
         queries = {space: shared for space in TEXT_SPACES}
         for space, embed in self.joint.items():
             queries[space] = self._embed(text, embed)
-        self._last_queries = (text, queries)
         return queries
 
     def _per_space(self, queries: dict[str, np.ndarray], n: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

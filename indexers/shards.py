@@ -6,20 +6,24 @@ moments cut from adjacent segments are the same as in the whole index. The metad
 one (SQLite on a shared volume, or Redis); what a shard holds alone is the FAISS vectors of its
 sources, built in memory from the store when it starts.
 
-A query is answered exactly as the whole index answers it, in two rounds (``pipelines.serve.on_ray``):
-every shard gives its best ``n`` candidates per vector space; the best ``n`` of each space over
-all shards, with the query's BM25 word matches (one full-text index, the same in every shard),
-are the candidates the whole index would have had; every shard then scores and cuts the moments
-of those that are its own, and the best ``top_k`` of all shards' moments is the answer.
+A query is answered exactly as the whole index answers it, in two rounds (``pipelines.serve.on_ray``).
+The front (a process holding no vectors) embeds the query and matches its words (one full-text
+index for all) once; every shard gives its best ``n`` candidates per vector space for those
+vectors; the best ``n`` of each space over all shards, with the word matches, are the candidates
+the whole index would have had; every shard then scores and cuts the moments of those that are
+its own, and the best ``top_k`` of all shards' moments is the answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from indexers.search import Searcher
 
 
 def shard_of(source_id: str, shards: int) -> int:
@@ -51,16 +55,14 @@ class Shard:
         return keep
 
 
-def merge_candidates(answers: list[dict], n: int) -> tuple[set[int], dict[int, float]]:
+def merge_candidates(answers: list[dict[str, list]], n: int) -> set[int]:
     """The candidates of the whole index from every shard's ``Searcher.candidates`` answer: the
-    best ``n`` of each space over all shards, and the word matches (the same in each answer)."""
+    best ``n`` of each space over all shards."""
     best: dict[str, list[tuple[float, int]]] = {}
     for answer in answers:
-        for space, pairs in answer["spaces"].items():
+        for space, pairs in answer.items():
             best.setdefault(space, []).extend((score, sid) for sid, score in pairs)
-    candidates = {sid for pairs in best.values() for _, sid in sorted(pairs, key=lambda p: (-p[0], p[1]))[:n]}
-    words = {int(sid): score for sid, score in answers[0]["words"].items()} if answers else {}
-    return candidates | set(words), words
+    return {sid for pairs in best.values() for _, sid in sorted(pairs, key=lambda p: (-p[0], p[1]))[:n]}
 
 
 def merge_moments(answers: list[list[dict]], top_k: int) -> list[dict]:
@@ -70,12 +72,9 @@ def merge_moments(answers: list[list[dict]], top_k: int) -> list[dict]:
     return [{k: v for k, v in m.items() if k != "exact_score"} for m in moments[:top_k]]
 
 
-def search_shards(candidates: Callable[[str, int], list[dict]],
-                  moments: Callable[[str, list[int], dict[int, float], int], list[list[dict]]],
-                  text: str, top_k: int) -> list[dict]:
-    """Both rounds: ``candidates`` and ``moments`` ask every shard at once and return their answers."""
-    answers = candidates(text, top_k)
-    if not answers:
-        return []
-    ids, words = merge_candidates(answers, max(a["n"] for a in answers))
-    return merge_moments(moments(text, sorted(ids), words, top_k), top_k)
+def search_shards(front: "Searcher", ask: Callable[..., list], text: str, top_k: int) -> list[dict]:
+    """Both rounds. ``front`` embeds and matches words once; ``ask(method, *args)`` calls
+    ``method`` (``candidates``, ``moments_of``) on every shard at once and returns their answers."""
+    queries, words, n = front.plan(text, top_k)
+    ids = merge_candidates(ask("candidates", queries, n), n) | set(words)
+    return merge_moments(ask("moments_of", queries, sorted(ids), words, top_k), top_k)

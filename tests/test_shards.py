@@ -51,32 +51,31 @@ def folder(tmp_path_factory):
 def test_four_shards_answer_as_the_whole_index(folder):
     whole = Library(folder)
     shards = [Library(folder, shard=Shard(k, 4)) for k in range(4)]
+    front = Library(folder, shard=Shard(0, 0))  # embeds and matches words, holds no vectors
     try:
         held = [sum(s.index.vectors.counts().values()) for s in shards]
         assert sum(held) == sum(whole.index.vectors.counts().values())
         assert all(0 < h < sum(held) / 2 for h in held), held  # each holds its part only
         assert {shard_of(f"src{s:03d}", 4) for s in range(SOURCES)} == {0, 1, 2, 3}
 
-        def candidates(text, top_k):
-            return [s.candidates(text, top_k) for s in shards]
 
-        def moments(text, ids, words, top_k):
-            return [s.moments_of(text, ids, words, top_k) for s in shards]
+        def ask(method, *args):  # what the Ray Serve handles do, in this process
+            return [getattr(s, method)(*args) for s in shards]
 
         for top_k in (5, 20):
             for query in QUERIES:
                 expected = whole.search(query, top_k=top_k)
-                got = search_shards(candidates, moments, query, top_k)
+                got = search_shards(front.searcher, ask, query, top_k)
                 assert len(expected) == top_k
                 assert [(m["source_id"], m["start"], m["end"], m["score"]) for m in got] == \
                        [(m["source_id"], m["start"], m["end"], m["score"]) for m in expected], (query, top_k)
     finally:
-        for lib in [whole, *shards]:
+        for lib in [whole, front, *shards]:
             lib.close()
 
 
 def test_the_api_in_front_of_shards_holds_no_vectors(folder):
-    front = Library(folder, shard=Shard(0, 0), scatter=lambda text, top_k: [])
+    front = Library(folder, shard=Shard(0, 0), ask_shards=lambda method, *args: [])
     whole = Library(folder)
     try:
         assert sum(front.index.vectors.counts().values()) == 0
@@ -102,7 +101,7 @@ def test_a_shard_without_sources_answers_nothing(folder):
     empty = Library(folder, shard=Shard(min(set(range(100)) - used), 100))
     try:
         assert sum(empty.index.vectors.counts().values()) == 0
-        answer = empty.candidates("a cat", 5)
-        assert all(pairs == [] for pairs in answer["spaces"].values())
+        queries, _, n = empty.searcher.plan("a cat", 5)
+        assert all(pairs == [] for pairs in empty.candidates(queries, n).values())
     finally:
         empty.close()

@@ -18,10 +18,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from indexers.clips import cut_source
 from indexers.highlights import find_highlights
 from indexers.search import Moment, Searcher
-from indexers.shards import Shard
+from indexers.shards import Shard, search_shards
 from indexers.store import SourceInfo
 from operators.analysis.summary import Summary
 from operators.records import NS_PER_SECOND, ns_to_seconds, seconds_to_ns
@@ -59,14 +61,15 @@ class Library:
     """The index and encoder, opened once. Thread-safe: FastAPI runs handlers on a pool."""
 
     def __init__(self, data_dir: Path, *, shard: Shard | None = None,
-                 scatter: Callable[[str, int], list[dict]] | None = None,
+                 ask_shards: Callable[..., list] | None = None,
                  shards_ready: Callable[[], tuple[bool, str]] | None = None) -> None:
         """``shard``: hold only that shard's vectors (a shard replica, or ``Shard(0, 0)``: none,
-        the API in front of shards). ``scatter(text, top_k)``: answer unfiltered searches by
-        asking the shards (``pipelines.serve.on_ray``), ready when ``shards_ready`` says so."""
+        the API in front of shards). ``ask_shards(method, *args)``: answer unfiltered searches by
+        asking every shard (``indexers.shards.search_shards``, ``pipelines.serve.on_ray``),
+        ready when ``shards_ready`` says so."""
         self.data_dir = Path(data_dir)
         self.shard = shard
-        self._scatter = scatter
+        self._ask_shards = ask_shards
         self._shards_ready = shards_ready
         self._stack = ExitStack()
         self.searcher: Searcher = self._stack.enter_context(open_searcher(self.data_dir, shard=shard))
@@ -168,23 +171,24 @@ class Library:
         if source_id is not None or start is not None or end is not None:
             ids = self._segment_ids(source_id, start, end)
             moments = self.searcher.search_among(text, ids, top_k) if ids else []
-        elif self._scatter is not None:
-            return self._scatter(text, top_k)
+        elif self._ask_shards is not None:
+            return search_shards(self.searcher, self._ask_shards, text, top_k)
         else:
             moments = self.searcher.search(text, top_k=top_k)
         return [self._moment_json(m) for m in moments]
 
     # -- as one shard of several (indexers.shards) ----------------------------------------------
 
-    def candidates(self, text: str, top_k: int) -> dict:
+    def candidates(self, queries: dict[str, np.ndarray], n: int) -> dict[str, list]:
         self.fresh()
-        return self.searcher.candidates(text, top_k)
+        return self.searcher.candidates(queries, n)
 
-    def moments_of(self, text: str, candidates: list[int], words: dict[int, float], top_k: int) -> list[dict]:
+    def moments_of(self, queries: dict[str, np.ndarray], candidates: list[int], words: dict[int, float],
+                   top_k: int) -> list[dict]:
         holds = self.shard.holds if self.shard is not None else (lambda _: True)
         # The exact score rides along for the merge: the JSON's is rounded, and ties would reorder.
         return [{**self._moment_json(m), "exact_score": m.score}
-                for m in self.searcher.moments_of(text, candidates, words, top_k, holds)]
+                for m in self.searcher.moments_of(queries, candidates, words, top_k, holds)]
 
     def _segment_ids(self, source_id: str | None, start: float | None, end: float | None) -> list[int]:
         store = self.index.store

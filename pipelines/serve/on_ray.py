@@ -30,16 +30,13 @@ def _build(config: ServeConfig, shards: int):
         return create_app(config)
     from ray import serve
 
-    from indexers.shards import Shard, search_shards
+    from indexers.shards import Shard
     from pipelines.serve.library import Library
 
     handles = [serve.get_deployment_handle(f"shard-{k}", app_name=APP_NAME) for k in range(shards)]
 
     def ask(method: str, *args) -> list:
         return [r.result() for r in [getattr(h, method).remote(*args) for h in handles]]
-
-    def scatter(text: str, top_k: int) -> list[dict]:
-        return search_shards(lambda t, k: ask("candidates", t, k), lambda *a: ask("moments_of", *a), text, top_k)
 
     def shards_ready() -> tuple[bool, str]:
         waiting = []
@@ -50,7 +47,7 @@ def _build(config: ServeConfig, shards: int):
                 waiting.append(f"shard-{k}")
         return not waiting, f"waiting for {', '.join(waiting)} to open its vectors"
 
-    return create_app(config, library=Library(config.data_dir, shard=Shard(0, 0), scatter=scatter,
+    return create_app(config, library=Library(config.data_dir, shard=Shard(0, 0), ask_shards=ask,
                                               shards_ready=shards_ready))
 
 
@@ -66,11 +63,11 @@ class ShardReplica:
     def ready(self) -> bool:
         return True  # answered only once __init__ has opened the shard's vectors
 
-    def candidates(self, text: str, top_k: int) -> dict:
-        return self.library.candidates(text, top_k)
+    def candidates(self, queries: dict, n: int) -> dict:
+        return self.library.candidates(queries, n)
 
-    def moments_of(self, text: str, candidates: list[int], words: dict[int, float], top_k: int) -> list[dict]:
-        return self.library.moments_of(text, candidates, words, top_k)
+    def moments_of(self, queries: dict, candidates: list[int], words: dict[int, float], top_k: int) -> list[dict]:
+        return self.library.moments_of(queries, candidates, words, top_k)
 
 
 def serve_on_ray(config: ServeConfig, *, ray_address: str, replicas: int = 1, shards: int = 1,
