@@ -141,19 +141,17 @@ class Searcher:
 
     def search(self, text: str, top_k: int = 10) -> list[Moment]:
         """Moments matching ``text``, best first; at most ``top_k``, fewer when the index is small."""
+        queries, words, n = self.plan(text, top_k)
+        return self._moments(self._scores(queries, n, words), top_k)
+
+    def plan(self, text: str, top_k: int) -> tuple[dict[str, np.ndarray], dict[int, float], int]:
+        """A search's first step, and what the front of sharded search does once for all shards
+        (``indexers.shards``): the query's vectors, its BM25 word matches, and the ``n``
+        candidates each space gives."""
         _check_top_k(top_k)
         n = max(self.config.candidates_per_space, 4 * top_k)
         # The words' BM25 search (SQLite) beside the query's embedding (onnxruntime): both release
         # the GIL, and neither needs the other.
-        words = _POOL.submit(self._words, text, n)
-        queries = self._queries(text)
-        return self._moments(self._scores(queries, n, words.result()), top_k)
-
-    def plan(self, text: str, top_k: int) -> tuple[dict[str, np.ndarray], dict[int, float], int]:
-        """What the front of sharded search does once for all shards (``indexers.shards``): the
-        query's vectors, its BM25 word matches, and the ``n`` candidates each space gives."""
-        _check_top_k(top_k)
-        n = max(self.config.candidates_per_space, 4 * top_k)
         words = _POOL.submit(self._words, text, n)
         return self._queries(text), words.result(), n
 
