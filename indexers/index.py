@@ -13,6 +13,7 @@ store and rebuilds them from it.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -26,10 +27,30 @@ from operators.records import FusedRecord
 DB_FILE = "vidscope.sqlite3"
 REDIS_ENV = "VIDSCOPE_REDIS"
 INDEX_DIR = "index"
+log = logging.getLogger(__name__)
 
 
 if TYPE_CHECKING:
     from indexers.shards import Shard
+
+
+def _shard_vectors(index_dir: Path, store, config: VectorIndexConfig, shard: "Shard") -> VectorIndexes:
+    keep = shard.keeper(store)
+    folder = index_dir / "shards" / (f"{shard.number}-of-{shard.of}" if shard.of else "front")
+    if not shard.of:  # the API in front of the shards holds no vectors and keeps no snapshot
+        return VectorIndexes(folder, store, config, read_only=True, keep=keep)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    vectors = VectorIndexes(folder, store, config, read_only=not writable, keep=keep)
+    if writable:
+        vectors.save()
+    else:
+        log.info("shard %d of %d: %s cannot be written; its indexes are built in memory at each start",
+                 shard.number, shard.of, folder)
+    return vectors
 
 
 class SegmentIndex:
@@ -52,7 +73,10 @@ class SegmentIndex:
         written (a read-only mount works; a search beside an ingest never saves into its
         folder); what is missing or behind the store is rebuilt in memory.
 
-        ``shard``: hold the vectors of that shard's sources only (``indexers.shards``; read-only)."""
+        ``shard``: hold the vectors of that shard's sources only (``indexers.shards``). Their
+        snapshots are the shard's own, in ``index/shards/N-of-M/``: saved on open when the
+        folder can be written, so the next start loads them and replays what the store gained
+        since, instead of building every space again (minutes at 100,000 segments)."""
         self.data_dir = Path(data_dir)
         self.read_only = read_only
         if self.data_dir.exists() and not self.data_dir.is_dir():
@@ -65,8 +89,11 @@ class SegmentIndex:
         else:
             self.store = SqliteStore(self.data_dir / DB_FILE, read_only=read_only)
         try:
-            self.vectors = VectorIndexes(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig(),
-                                         read_only=read_only, keep=shard.keeper(self.store) if shard else None)
+            if shard is None:
+                self.vectors = VectorIndexes(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig(),
+                                             read_only=read_only)
+            else:
+                self.vectors = _shard_vectors(self.data_dir / INDEX_DIR, self.store, config or VectorIndexConfig(), shard)
             self.lexical = LexicalIndex(self.data_dir, self.store, read_only=read_only)
         except BaseException:
             self.store.close()

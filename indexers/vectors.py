@@ -159,11 +159,12 @@ class VectorIndexes:
         """``read_only``: load the saved indexes that match the store, rebuild the others in
         memory, and never write the folder (``save`` does nothing).
 
-        ``keep``: hold only the vectors of the segment ids it marks True (one shard of the folder,
-        ``indexers.shards``): every space is built in memory from the store, read-only, and
-        what the store gains later is filtered the same way."""
+        ``keep``: hold only the vectors of the segment ids it marks True (one shard of the
+        store, ``indexers.shards``, whose snapshots live in ``folder`` of their own), and filter
+        what the store gains later the same way. Such a folder is only ever written by
+        ``save``: the store is the writer's."""
         self.folder = Path(folder)
-        self.read_only = read_only or keep is not None
+        self.read_only = read_only
         self.keep = keep
         read_only = self.read_only
         if not read_only:
@@ -181,7 +182,7 @@ class VectorIndexes:
                 if manifest and name in manifest["spaces"]:
                     self._unsaved.add(name)
                 continue
-            space = self._load(name, state, manifest) if keep is None else None
+            space = self._load(name, state, manifest)
             if space is None:
                 self._stale.add(name)
                 self._unsaved.add(name)
@@ -233,7 +234,7 @@ class VectorIndexes:
                     reason = f"{path.name} holds {index.ntotal} {index.d}-d vectors, its manifest says {entry['count']}"
                 elif space.revision < state.revision and not self._catch_up(space):
                     reason = f"what the store changed after revision {space.revision} cannot be replayed on it"
-                elif space.count != state.count:
+                elif self.keep is None and space.count != state.count:  # a shard holds a part: its revision says enough
                     reason = (f"replayed to revision {space.revision} it holds {space.count} vectors, the store "
                               f"{state.count}")
                 else:

@@ -105,3 +105,41 @@ def test_a_shard_without_sources_answers_nothing(folder):
         assert all(pairs == [] for pairs in empty.candidates(queries, n).values())
     finally:
         empty.close()
+
+
+def test_a_shard_starts_again_from_its_own_snapshot_and_replays_what_the_store_gained(tmp_path, caplog):
+    rng = np.random.default_rng(11)
+
+    def add(index, s):
+        source_id = f"src{s:03d}"
+        index.add_source(SourceInfo(source_id, f"/videos/{source_id}.mp4", f"{source_id}.mp4", has_video=True,
+                                    has_audio=False, status="done"))
+        vectors = walk(rng, 20, 384)
+        index.upsert([FusedRecord(segment_id=segment_id(source_id, i * SEGMENT_NS), source_id=source_id,
+                                  span=Span(i * SEGMENT_NS, (i + 1) * SEGMENT_NS), description="a cat", labels=(),
+                                  events=(), transcript="", loudness_db=-23.0, embeddings={"visual": vectors[i]},
+                                  visual_features=None)
+                      for i in range(20)])
+        return source_id
+
+    with SegmentIndex(tmp_path) as index:
+        for s in range(8):
+            add(index, s)
+    mine = [s for s in range(8) if shard_of(f"src{s:03d}", 2) == 0]
+    with SegmentIndex(tmp_path, read_only=True, shard=Shard(0, 2)) as first:
+        assert first.vectors.counts() == {"visual": 20 * len(mine)}
+    saved = tmp_path / "index" / "shards" / "0-of-2" / "manifest.json"
+    assert saved.exists()
+
+    with SegmentIndex(tmp_path) as index:  # an ingest beside: one source more for shard 0, one for shard 1
+        extra = {shard_of(f"src{s:03d}", 2): s for s in range(8, 40)}
+        for s in (extra[0], extra[1]):
+            add(index, s)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="indexers.vectors"):
+        with SegmentIndex(tmp_path, read_only=True, shard=Shard(0, 2)) as again:
+            assert again.vectors.counts() == {"visual": 20 * (len(mine) + 1)}  # its new source, not shard 1's
+            found = again.vectors.search("visual", walk(rng, 1, 384), 400)[1][0].tolist()
+            held = {source_id for source_id, _, _ in again.store.get_spans(found).values()}
+    assert "replayed to" in caplog.text and "building" not in caplog.text, caplog.text
+    assert held == {f"src{s:03d}" for s in (*mine, extra[0])}
