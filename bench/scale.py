@@ -368,10 +368,11 @@ def main() -> None:
 
     encoder = TextEncoder()
     encoder.setup()
-    real = real_vectors(ensure_real(args))
+    real_folder = ensure_real(args)
+    real = real_vectors(real_folder)
     print("deriving from real segments: " + ", ".join(f"{space} {len(v)}" for space, v in real.items()))
     print("  median cosine of consecutive segments, real / derived within a shot: " + ", ".join(
-        f"{space} {a:.3f} / {b:.3f}" for space, (a, b) in neighbour_structure(ensure_real(args), real).items()))
+        f"{space} {a:.3f} / {b:.3f}" for space, (a, b) in neighbour_structure(real_folder, real).items()))
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="vidscope-scale-"))
     folder = root / f"{args.segments}"
     facts = folder / "bench-build.json"

@@ -166,7 +166,6 @@ class VectorIndexes:
         self.folder = Path(folder)
         self.read_only = read_only
         self.keep = keep
-        read_only = self.read_only
         if not read_only:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.config = config
