@@ -39,10 +39,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # The test extra adds llama-cpp-python, which builds from source the first time (~6 min on 2
-# cores; pip caches the wheel): only `make test` pays for it, not the demo.
+# cores; pip caches the wheel): only `make test` pays for it, not the demo. It is built for
+# AVX2, not for the build machine's own CPU: a native build on a Xeon with AMX segfaults on the
+# first completion of Gemma 3 (llama-cpp-python 0.3.36), and answers must not depend on the CPU.
+LLAMA_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(MAKE) system APT="$(TEST_APT)"
-	$(PIP) -e '.[test]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) -e '.[test]'
 	touch $@
 
 # constraints.txt: its hand-written head (why the key versions are what they are), then every
