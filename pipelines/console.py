@@ -31,7 +31,7 @@ def ingest_config(args: argparse.Namespace):
     from pipelines.ingest.profiles import make_profile
 
     profile = make_profile(args.profile, model=args.model, endpoint=args.endpoint, device=args.device)
-    return IngestConfig(decode=DecodeConfig(frames_per_second=args.fps), window_seconds=args.window,
+    return IngestConfig(decode=DecodeConfig(frames_per_second=args.fps, sample=args.sample), window_seconds=args.window,
                         speech=not args.no_speech, speech_model=args.speech_model, device=args.device,
                         max_sources_in_flight=args.sources_in_flight, profile=profile,
                         s3_endpoint=getattr(args, "s3_endpoint", None))

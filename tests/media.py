@@ -30,6 +30,7 @@ CASES = {
     "vfr": dict(suffix=".mp4", vfr=True, fps=60),
     "video_only": dict(suffix=".mp4", audio=False),
     "fixed_gop": dict(suffix=".mp4", gop=15),
+    "gop_1_5s": dict(suffix=".mp4", gop=45),
     "repeated": dict(suffix=".mp4", repeat=3),
     "audio_only_m4a": dict(suffix=".m4a"),
     "audio_only_wav": dict(suffix=".wav"),

@@ -91,6 +91,30 @@ def test_skipping_unsampled_frames_changes_no_picture(synth_case):
         np.testing.assert_array_equal(a.frames, b.frames)
 
 
+def test_keyframe_sampling_decodes_only_the_keyframes_that_the_instants_want(synth_case):
+    # Keyframes every 0.5 s fall on every instant: the same pictures, a fraction of the decode.
+    path, _ = synth_case("fixed_gop")
+    triage, triage_stats = decode_segments(path, DecodeConfig(sample="keyframes"))
+    exact, exact_stats = decode_segments(path)
+    assert triage_stats.video_frames_decoded == triage_stats.frames_sampled == 6
+    assert exact_stats.video_frames_decoded > 4 * triage_stats.video_frames_decoded
+    for a, b in zip(triage, exact, strict=True):
+        np.testing.assert_array_equal(a.frame_pts_ns, b.frame_pts_ns)
+        assert np.abs(a.frames.astype(int) - b.frames.astype(int)).max() <= 2  # one frame, decoded alone or in sequence
+
+
+def test_keyframe_sampling_keeps_each_keyframes_own_time(synth_case):
+    # Keyframes at 0, 1.5, 3 and 4.5 s; instants 0..5 s. Nearest: 0 -> 0; 1, 2 -> 1.5; 3 -> 3;
+    # 4, 5 -> 4.5. Each chosen keyframe is decoded once and keeps its own timestamp.
+    path, _ = synth_case("gop_1_5s")
+    segments, stats = decode_segments(path, DecodeConfig(sample="keyframes"))
+    check_contiguous(segments)
+    picked = np.concatenate([s.frame_pts_ns for s in segments])
+    np.testing.assert_allclose(picked, [0, 1.5e9, 3e9, 4.5e9], atol=NS_PER_SECOND // 1000)
+    assert stats.video_frames_decoded == 4
+    assert [len(s.frame_pts_ns) for s in segments] == [2, 1, 1]  # windows of 2 s: [0, 2), [2, 4), [4, 6)
+
+
 def test_last_partial_window(synth_case):
     path, truth = synth_case("mp4")
     segments, _ = decode_segments(path, window_ns=4 * NS_PER_SECOND)

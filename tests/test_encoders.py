@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import sys
 from math import gcd
 from pathlib import Path
 from typing import Sequence
@@ -179,6 +180,42 @@ def test_visual_averages_frames_and_resizes(visual):
     assert float(raw.features @ cat.features) > 0.9 > float(rocket.features @ cat.features)
 
 
+def test_the_onnx_frame_encoder_gives_torchs_labels_and_features(visual):
+    # The CPU runs the exported network; CUDA runs timm's. An index built with either is read by
+    # the other, so they must agree: frames of the network's size and frames resized to it.
+    import skimage.data
+    import torch
+
+    from operators.models.visual import load_efficientnet_lite0
+
+    assert visual._session is not None and visual._model is None  # on the CPU: onnxruntime, not torch
+    reference = VisualEncoder(device="cpu")
+    reference._model = load_efficientnet_lite0().to(memory_format=torch.channels_last)
+    stacks = [np.stack([photo("chelsea"), photo("coffee")]), skimage.data.rocket()[None]]  # 224x224, 427x640
+    probs, features = visual._forward(stacks)
+    expected_probs, expected_features = reference._forward_torch(stacks)
+    assert (probs.argmax(1) == expected_probs.argmax(1)).all()
+    cosine = np.sum(features * expected_features, 1) / np.linalg.norm(features, axis=1) / np.linalg.norm(expected_features, axis=1)
+    # Same pixels in: the same network. Resized: Pillow's and torch's antialiased bilinear differ
+    # by a grey level here and there, which moves a probability by a few hundredths at most.
+    assert np.abs(probs[:2] - expected_probs[:2]).max() < 1e-4 and cosine[:2].min() > 0.99999, cosine
+    assert np.abs(probs[2] - expected_probs[2]).max() < 0.05 and cosine[2] > 0.99, cosine
+
+
+def test_visual_setup_on_the_cpu_imports_no_torch():
+    # The default profile's workers start without torch (~5 s of imports, ~500 MB resident).
+    code = ("import sys; from operators.models.visual import VisualEncoder; from operators.analysis.fuse import Fuse\n"
+            "v = VisualEncoder(); v.setup(); f = Fuse(); f.setup()\n"
+            "from operators.models.audio_events import AudioEventEncoder; from operators.models.speech import SpeechRecognizer\n"
+            "a = AudioEventEncoder(); a.setup(); s = SpeechRecognizer(); s.setup()\n"
+            "print(sorted(m for m in ('torch', 'timm', 'transformers', 'sentence_transformers') if m in sys.modules))")
+    if Path("/proc/driver/nvidia/version").exists():
+        pytest.skip("with NVIDIA's driver present, device 'auto' asks torch whether CUDA works")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 # --- audio events ------------------------------------------------------------------------------
 
 def test_log_mel_patches_cover_the_audio():
@@ -313,6 +350,25 @@ def test_text_embeddings(text):
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
     assert text.embed([]).shape == (0, 384)
     assert np.allclose(text.process(["a cat on a sofa"])[0], vectors[0], atol=1e-5)
+
+
+def test_text_embeddings_are_cached_by_text_within_and_across_calls(monkeypatch):
+    encoder = TextEncoder(device="cpu", cache_size=3)
+    encoder.setup()
+    embedded: list[str] = []
+    real = encoder._embed_new
+    monkeypatch.setattr(encoder, "_embed_new", lambda texts: (embedded.extend(texts), real(texts))[1])
+    first = encoder.embed(["a cat", "a dog", "a cat"])
+    assert embedded == ["a cat", "a dog"]  # a repeat within the call is embedded once
+    again = encoder.embed(["a dog", "a cat", "a bird"])
+    assert embedded == ["a cat", "a dog", "a bird"]  # only the new text
+    np.testing.assert_array_equal(first[0], first[2])
+    np.testing.assert_array_equal(again[1], first[0])
+    encoder.embed(["a fish"])  # four texts seen, three kept: the least recently used goes
+    assert list(encoder._cache) == ["a cat", "a bird", "a fish"]
+    fresh = TextEncoder(device="cpu", cache_size=0)
+    fresh.setup()
+    assert np.abs(fresh.embed(["a dog"])[0] - again[0]).max() < 1e-6 and not fresh._cache
 
 
 def test_the_onnx_text_encoder_gives_sentence_transformers_vectors(text):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, Literal
 
 import av
 import numpy as np
@@ -62,6 +62,12 @@ class DecodeConfig:
     skip_unsampled: bool = True
     """Tell the decoder to drop non-reference frames far from any sample instant: they are
     never shown to anyone, and skipping them saves a third of the decode on typical H.264."""
+    sample: Literal["exact", "keyframes"] = "exact"
+    """``exact``: the first frame shown at or after each sample instant (every reference frame
+    is decoded to reach it). ``keyframes`` (triage): only the keyframe nearest each instant is
+    decoded, nothing else, so the frames' instants are approximate (by up to half the keyframe
+    interval; a camera puts one every 1-2 s) though each keeps its own true timestamp; a window
+    with no keyframe near it has no picture, and thumbnails, hence shots, come from keyframes only."""
 
     def __post_init__(self) -> None:
         if not MIN_FPS <= self.frames_per_second <= MAX_FPS:
@@ -70,6 +76,8 @@ class DecodeConfig:
             raise ValueError(f"thumbnails_per_second must not be negative, got {self.thumbnails_per_second}")
         if self.frame_short_side < 16:
             raise ValueError(f"frame_short_side must be at least 16 px, got {self.frame_short_side}")
+        if self.sample not in ("exact", "keyframes"):
+            raise ValueError(f"sample must be 'exact' or 'keyframes', got {self.sample!r}")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -260,6 +268,7 @@ class Decoder:
             audio = container.streams.audio[0]
             streams.append(audio)
         picker = _FramePicker(self.config, self.origin_ns) if video is not None else None
+        keyframes = _KeyframeChooser(picker.interval_ns) if picker is not None and self.config.sample == "keyframes" else None
         resampler = _Resampler(self.config.sample_rate, self.origin_ns) if audio is not None else None
 
         joins: dict[int, _Join] = {}
@@ -277,6 +286,11 @@ class Decoder:
                 if self.on_keyframe is not None and packet.is_keyframe and packet.pts is not None and packet.pos is not None \
                         and packet.pos >= 0:
                     self.on_keyframe(pts_to_ns(packet.pts, packet.time_base) - self.origin_ns, packet.pos)
+                if keyframes is not None:
+                    t_ns = pts_to_ns(packet.pts, packet.time_base) - self.origin_ns if packet.pts is not None else None
+                    for chosen in keyframes.offer(packet, t_ns):
+                        yield from picker.take(self._decode(chosen), self.stats, chosen=True)
+                    continue
                 if self.config.skip_unsampled:
                     picker.steer(video.codec_context, packet)
                 yield from picker.take(self._decode(packet), self.stats)
@@ -287,7 +301,7 @@ class Decoder:
                         self.stats.audio_samples += len(chunk.samples)
                         yield chunk
         if picker is not None:
-            self.video_end_ns = picker.end_ns
+            self.video_end_ns = keyframes.end_ns if keyframes is not None else picker.end_ns
         if resampler is not None:
             chunk = resampler.flush()
             if chunk is not None:
@@ -394,7 +408,9 @@ class _FramePicker:
             codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
             self._skipping = skip
 
-    def take(self, frames, stats: DecodeStats) -> Iterator[DecodedFrame | Thumbnail]:
+    def take(self, frames, stats: DecodeStats, *, chosen: bool = False) -> Iterator[DecodedFrame | Thumbnail]:
+        """Thumbnails and sampled frames of ``frames``; ``chosen``: each frame is already the one
+        an instant wants (keyframe sampling), whatever its time."""
         for frame in frames:
             stats.video_frames_decoded += 1
             if frame.pts is None:
@@ -412,7 +428,7 @@ class _FramePicker:
                 thumb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
                 self.next_thumb_ns = (pts_ns // self.thumb_interval_ns + 1) * self.thumb_interval_ns
                 yield Thumbnail(pts_ns, thumb)
-            if pts_ns < self.next_target_ns:
+            if pts_ns < self.next_target_ns and not chosen:
                 continue
             if self.size is None:
                 self.size = scaled_size(frame.width, frame.height, self.short_side)
@@ -430,6 +446,42 @@ class _FramePicker:
         if self.last_pts_ns is None:
             return None
         return self.last_pts_ns + max(self.frame_duration_ns, 1)
+
+
+class _KeyframeChooser:
+    """Keyframe sampling: which video packets to decode. Each keyframe packet waits until the
+    next one is seen; it is decoded if some sample instant lies nearer to it than to that next
+    one (ties to the earlier). Every other packet is never decoded."""
+
+    def __init__(self, interval_ns: int) -> None:
+        self.interval_ns = interval_ns
+        self.next_ns = 0  # the first instant no keyframe serves yet
+        self.pending: tuple[av.Packet, int] | None = None
+        self.end_ns: int | None = None
+        """Where the video ends: the latest packet's time plus its duration."""
+
+    def offer(self, packet: av.Packet, t_ns: int | None) -> list[av.Packet]:
+        if t_ns is None:
+            if packet.size:  # no timestamp to place it by
+                return []
+            # The flush packet at the end: the last keyframe serves the instants left.
+            wanted = self.pending is not None and (self.end_ns is None or self.next_ns < self.end_ns)
+            return [self.pending[0], packet] if wanted else [packet]
+        duration_ns = pts_to_ns(packet.duration, packet.time_base) if packet.duration else 0
+        self.end_ns = max(self.end_ns or 0, t_ns + max(duration_ns, 1))
+        if not packet.is_keyframe:
+            return []
+        out = []
+        if self.pending is not None:
+            before_ns = self.pending[1]
+            served = False
+            while self.next_ns < t_ns and self.next_ns - before_ns <= t_ns - self.next_ns:
+                self.next_ns += self.interval_ns
+                served = True
+            if served:
+                out.append(self.pending[0])
+        self.pending = (packet, t_ns)
+        return out
 
 
 class _Resampler:

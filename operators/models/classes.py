@@ -101,17 +101,31 @@ def audio_weights(labels: Sequence[str], speech: float, general: float) -> np.nd
 
 
 @cache
+def imagenet_classes() -> tuple[tuple[str, str, str], ...]:
+    """Per ImageNet-1k class, in the classifier's order: (WordNet synset, lemmas, definition),
+    e.g. ("n02110185", "Siberian husky", "breed of sled dog developed in northeastern Siberia").
+
+    Read from the files timm ships in ``timm/data/_info`` without importing timm, which would
+    import torch (~5 s) into processes that run their models on ONNX."""
+    import csv
+    import importlib.util
+
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the ImageNet class names ship with timm, which is not installed")
+    folder = Path(spec.submodule_search_locations[0]) / "data" / "_info"
+
+    def table(name: str) -> dict[str, str]:
+        with (folder / name).open(encoding="utf-8", newline="") as f:
+            return dict(csv.reader(f, delimiter="\t"))
+
+    synsets = (folder / "imagenet_synsets.txt").read_text(encoding="utf-8").splitlines()
+    lemmas, definitions = table("imagenet_synset_to_lemma.txt"), table("imagenet_synset_to_definition.txt")
+    return tuple((synset, lemmas[synset], definitions.get(synset, "").strip()) for synset in synsets)
+
+
+@cache
 def imagenet_class_texts() -> tuple[str, ...]:
     """Per ImageNet-1k class: "a photo of a <lemmas>: <definition>" from WordNet (timm's files),
     e.g. "a photo of a Siberian husky: breed of sled dog developed in northeastern Siberia"."""
-    import timm.data
-
-    info = timm.data.ImageNetInfo()
-    folder = Path(timm.data.__file__).parent / "_info"
-    definitions = dict(line.rstrip("\n").split("\t", 1) for line in (folder / "imagenet_synset_to_definition.txt").open())
-    texts = []
-    for index in range(info.num_classes()):
-        synset = info.index_to_label_name(index)
-        lemmas = info.index_to_description(index)
-        texts.append(f"a photo of a {lemmas}: {definitions.get(synset, '').strip()}".rstrip(": "))
-    return tuple(texts)
+    return tuple(f"a photo of a {lemmas}: {definition}".rstrip(": ") for _, lemmas, definition in imagenet_classes())

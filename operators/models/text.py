@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -75,6 +77,10 @@ class TextEncoder(Operator[str, np.ndarray]):
     ``embed`` is the direct path (the query side, the fuser); ``process`` is the same thing per
     item for a pipeline stage. MiniLM truncates inputs at 256 word pieces (~190 words), so a
     long transcript is embedded by its beginning only.
+
+    The last ``cache_size`` distinct texts keep their vectors: consecutive segments of one shot
+    phrase the same labels, and a query asked again costs nothing. A text repeated within one
+    call is embedded once.
     """
 
     name = "text"
@@ -85,9 +91,13 @@ class TextEncoder(Operator[str, np.ndarray]):
         device: Device = "auto",
         resources: Resources | None = None,
         batch_size: int = 64,
+        cache_size: int = 4096,
     ) -> None:
         super().__init__(resources=resources, batch_size=batch_size)
         self.device = device
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = None  # made in setup(): a lock does not pickle, and operators travel to their workers
         self._session = None  # onnxruntime, on the CPU
         self._tokenizer = None
         self._model = None  # sentence-transformers, on CUDA
@@ -102,6 +112,8 @@ class TextEncoder(Operator[str, np.ndarray]):
 
     def setup(self) -> None:
         """Load the model; a second call is a no-op, so owners of a shared encoder may all call it."""
+        if self._lock is None:
+            self._lock = threading.Lock()  # a query server embeds from several threads
         if self._session is not None or self._model is not None:
             return
         device = "cpu" if self.device == "cpu" else resolve_device(self.device)
@@ -115,6 +127,7 @@ class TextEncoder(Operator[str, np.ndarray]):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch_threads(self.resources)
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False  # no arena held between calls: less memory, the same speed here
         self._session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options,
                                                      providers=["CPUExecutionProvider"])
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -137,11 +150,24 @@ class TextEncoder(Operator[str, np.ndarray]):
             raise RuntimeError(f"{self.name}: call setup() before embed()")
         if not texts:
             return np.zeros((0, TEXT_DIM), np.float32)
+        cache = self._cache
+        with self._lock:  # one embedding at a time: it uses every core it is given anyway
+            new = list(dict.fromkeys(text for text in texts if text not in cache))
+            if new:
+                cache.update(zip(new, self._embed_new(new)))
+            out = np.stack([cache[text] for text in texts])
+            for text in texts:
+                cache.move_to_end(text)
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        return out
+
+    def _embed_new(self, texts: list[str]) -> np.ndarray:
         if self._model is not None:
-            vectors = self._model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+            vectors = self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                          show_progress_bar=False).astype(np.float32)
         else:
-            vectors = self._embed_onnx(list(texts))
+            vectors = self._embed_onnx(texts)
         # Normalised here, in float32: normalising fp16 outputs (CUDA) leaves norms off by ~1e-4.
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 

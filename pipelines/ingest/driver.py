@@ -88,6 +88,7 @@ class _Source:
     written: set[int] = field(default_factory=set)  # ids of the segments this run indexed
     first_start_ns: int | None = None  # where this run's first segment of it starts
     pulled_end_ns: int = 0
+    batched: set[str] = field(default_factory=set)  # stages that had a batch of it: later ones wait to be full
 
 
 class Driver:
@@ -106,6 +107,7 @@ class Driver:
         self.active: list[_Source] = []
         self.outcomes: list[SourceOutcome] = []
         self.fuse_buffer: list[tuple[int, Observations]] = []
+        self.fused = False  # the first fused batch goes as soon as it has one moment
         self.summaries: dict[ray.ObjectRef, Callable[[dict | None], None]] = {}
         self.segments_done = 0
         self.media_ns_done = 0
@@ -342,8 +344,12 @@ class Driver:
             for src in self.active:
                 buf = src.buffers[stage]
                 flush = final or not src.decoding
-                while buf and pool.has_free() and (len(buf) >= batch_size or flush):
-                    batch, src.buffers[stage] = buf[:batch_size], buf[batch_size:]
+                # A source's first batch to each stage is its first segment alone: the first
+                # moment is searchable seconds sooner; batching (speech's 30 s) resumes after it.
+                while buf and pool.has_free() and (len(buf) >= batch_size or flush or stage not in src.batched):
+                    size = batch_size if stage in src.batched else 1
+                    src.batched.add(stage)
+                    batch, src.buffers[stage] = buf[:size], buf[size:]
                     buf = src.buffers[stage]
                     self.inflight[pool.submit(stage, [r for _, r in batch])] = (stage, [sid for sid, _ in batch])
                     sent += 1
@@ -351,8 +357,9 @@ class Driver:
         size = self.ing.operators["fuse"].batch_size
         decoding = any(s.decoding for s in self.active)
         while self.fuse_buffer and fuse.has_free() and (len(self.fuse_buffer) >= size or final or not decoding
-                                                        or len(self.inflight) < 2):
+                                                        or len(self.inflight) < 2 or not self.fused):
             batch, self.fuse_buffer = self.fuse_buffer[:size], self.fuse_buffer[size:]
+            self.fused = True
             self.inflight[fuse.submit("fuse", [obs for _, obs in batch])] = ("fuse", [sid for sid, _ in batch])
             sent += 1
         return sent
