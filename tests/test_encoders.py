@@ -196,10 +196,10 @@ def test_the_onnx_frame_encoder_gives_torchs_labels_and_features(visual):
     expected_probs, expected_features = reference._forward_torch(stacks)
     assert (probs.argmax(1) == expected_probs.argmax(1)).all()
     cosine = np.sum(features * expected_features, 1) / np.linalg.norm(features, axis=1) / np.linalg.norm(expected_features, axis=1)
-    # Same pixels in: the same network. Resized: Pillow's and torch's antialiased bilinear differ
-    # by a grey level here and there, which moves a probability by a few hundredths at most.
+    # Same pixels in: the same network. Resized: the numpy resize rounds a pixel in ten thousand
+    # one grey level away from torch's (float sums in another order).
     assert np.abs(probs[:2] - expected_probs[:2]).max() < 1e-4 and cosine[:2].min() > 0.99999, cosine
-    assert np.abs(probs[2] - expected_probs[2]).max() < 0.05 and cosine[2] > 0.99, cosine
+    assert np.abs(probs[2] - expected_probs[2]).max() < 2e-3 and cosine[2] > 0.9999, cosine
 
 
 def test_visual_setup_on_the_cpu_imports_no_torch():

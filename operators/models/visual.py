@@ -65,14 +65,30 @@ def _export(folder: Path) -> None:
 
 
 def resized(frames: np.ndarray) -> np.ndarray:
-    """uint8 ``[N, 224, 224, 3]``: each frame squashed to the network's input, bilinear with
-    antialiasing (Pillow's, which torch's ``antialias=True`` reproduces)."""
-    if frames.shape[1:3] == (INPUT_SIZE_PX, INPUT_SIZE_PX):
+    """uint8 ``[N, 224, 224, 3]``: each frame squashed to the network's input by bilinear
+    interpolation with antialiasing, as torch's ``interpolate(..., antialias=True)`` computes it
+    (in float, rounded once), so that the ONNX and torch paths see the same pixels."""
+    n, height, width, _ = frames.shape
+    if (height, width) == (INPUT_SIZE_PX, INPUT_SIZE_PX):
         return np.ascontiguousarray(frames)
-    from PIL import Image
+    rows, cols = _antialias_weights(height, INPUT_SIZE_PX), _antialias_weights(width, INPUT_SIZE_PX)
+    x = rows @ frames.transpose(0, 3, 1, 2).astype(np.float32) @ cols.T  # [N, 3, 224, 224], BLAS
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
 
-    size = (INPUT_SIZE_PX, INPUT_SIZE_PX)
-    return np.stack([np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR)) for frame in frames])
+
+@cache
+def _antialias_weights(size_in: int, size_out: int) -> np.ndarray:
+    """float32 ``[size_out, size_in]``: each output pixel's weights over the input pixels (a
+    triangle filter widened by the scale when shrinking, normalised; torch's and Pillow's)."""
+    scale = size_in / size_out
+    support = max(scale, 1.0)
+    weights = np.zeros((size_out, size_in), np.float32)
+    for i in range(size_out):
+        centre = scale * (i + 0.5)
+        first, last = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), size_in)
+        taps = np.maximum(0.0, 1.0 - np.abs((np.arange(first, last) - centre + 0.5) / support))
+        weights[i, first:last] = taps / taps.sum()
+    return weights
 
 
 class VisualEncoder(Operator[Segment, VisualResult]):

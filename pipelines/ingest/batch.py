@@ -74,8 +74,9 @@ class IngestConfig:
     s3_endpoint: str | None = None
     """``s3://`` sources: an S3-compatible store's URL (None: AWS, or what boto3 reads from the environment)."""
     colocate: tuple[tuple[str, ...], ...] | None = None
-    """Stages whose operators share one actor process. The frame and text encoders both run on
-    torch, whose runtime alone is ~500 MB resident: together they cost it once. The summariser
+    """Stages whose operators share one actor process. On CUDA the frame and text encoders both
+    run on torch, whose runtime alone is ~500 MB resident: together they cost it once (on the
+    CPU both run on onnxruntime, and one process still loads it once). The summariser
     shares the fuser's text encoder, or, with a vlm, the captioner's model. None: that default."""
 
     @property

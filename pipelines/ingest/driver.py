@@ -88,7 +88,7 @@ class _Source:
     written: set[int] = field(default_factory=set)  # ids of the segments this run indexed
     first_start_ns: int | None = None  # where this run's first segment of it starts
     pulled_end_ns: int = 0
-    batched: set[str] = field(default_factory=set)  # stages that had a batch of it: later ones wait to be full
+    batches: dict[str, int] = field(default_factory=dict)  # per stage: how many batches of it were sent
 
 
 class Driver:
@@ -344,11 +344,16 @@ class Driver:
             for src in self.active:
                 buf = src.buffers[stage]
                 flush = final or not src.decoding
-                # A source's first batch to each stage is its first segment alone: the first
-                # moment is searchable seconds sooner; batching (speech's 30 s) resumes after it.
-                while buf and pool.has_free() and (len(buf) >= batch_size or flush or stage not in src.batched):
-                    size = batch_size if stage in src.batched else 1
-                    src.batched.add(stage)
+                # A source's first batch to each stage is its first segment alone, so the first
+                # moment is searchable seconds sooner; the second is one short of full, so that
+                # every later batch starts where it would have (speech hears 30 s runs whose
+                # edges change what Whisper makes of the words across them).
+                while buf and pool.has_free():
+                    earlier = src.batches.get(stage, 0)
+                    size = 1 if earlier == 0 else batch_size - 1 if earlier == 1 and batch_size > 1 else batch_size
+                    if len(buf) < size and not flush:
+                        break
+                    src.batches[stage] = earlier + 1
                     batch, src.buffers[stage] = buf[:size], buf[size:]
                     buf = src.buffers[stage]
                     self.inflight[pool.submit(stage, [r for _, r in batch])] = (stage, [sid for sid, _ in batch])
