@@ -77,6 +77,19 @@ def torch_threads(resources: Resources) -> int:
     return max(1, int(round(resources.cpus)))
 
 
+def onnx_cpu_session(path, resources: Resources):
+    """An onnxruntime session on the CPU with the worker's declared threads and no memory arena
+    (its power-of-two growth held ~330 MB more in the frame encoder's worker, for ~20% less
+    CPU per frame; the text encoder runs as fast without it)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch_threads(resources)
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def move_inputs(encoded, device: str, dtype) -> dict:
     """A processor's output on ``device``: tensors moved, floating ones (pixels, audio features)
     cast to the model's ``dtype``; token ids and masks keep their integer type."""

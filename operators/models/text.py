@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from operators.base import Device, Operator, Resources, resolve_device, torch_threads
+from operators.base import Device, Operator, Resources, onnx_cpu_session, resolve_device
 from operators.models.cache import materialize
 
 log = logging.getLogger(__name__)
@@ -120,16 +120,10 @@ class TextEncoder(Operator[str, np.ndarray]):
         if device == "cuda":
             self._setup_torch()
             return
-        import onnxruntime
         from tokenizers import Tokenizer
 
         folder = onnx_model()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch_threads(self.resources)
-        options.inter_op_num_threads = 1
-        options.enable_cpu_mem_arena = False  # no arena held between calls: less memory, the same speed here
-        self._session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options,
-                                                     providers=["CPUExecutionProvider"])
+        self._session = onnx_cpu_session(folder / "model.onnx", self.resources)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tokenizer.enable_truncation(MAX_TOKENS)
         tokenizer.no_padding()
