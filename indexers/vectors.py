@@ -31,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 import threading
 from contextlib import contextmanager
@@ -50,6 +51,11 @@ INDEX_KINDS: tuple[IndexKind, ...] = ("auto", "flat", "hnsw", "ivf")
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 _MIN_TRAIN_PER_LIST = 39  # FAISS warns below 39 training vectors per IVF list
+_FULL_LISTS_AT = 1_000_000
+"""IVF lists grow with the square root of the count (FAISS's rule of thumb: 4-16 x sqrt(n)), up
+to ``ivf_nlist`` at this many vectors. Training costs lists x 39 vectors x lists, so as many lists
+as 39 a list allows (2,564 at 100,000) took 67 s a 384-d space here, a quarter of them 15 s;
+and a space retrains only when its lists should double: at 4x the count, not 2x."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,21 +63,28 @@ class VectorIndexConfig:
     """How each space is indexed.
 
     ``flat`` is exact and scans every vector (about 0.3 ms per 10,000 384-d vectors on one core);
-    ``hnsw`` answers in well under a millisecond at any size but is approximate, builds slowly and
-    cannot delete, so replacing or removing a vector rebuilds it from the store; ``ivf`` is
-    approximate too (a query visits ``ivf_nprobe`` of ``ivf_nlist`` lists), deletes in place, and
-    is retrained whenever the space has doubled past what its lists were sized for, and keeps
-    its vectors as ``ivf_codec`` codes (``sq8``: one byte a dimension, a quarter of float32;
-    searches rescore their candidates from the store's float32 vectors, so scores stay exact).
-    ``auto`` is flat below ``exact_threshold`` vectors, HNSW up to ``ivf_threshold``, IVF above:
-    an HNSW graph over float32 holds ~1.6 KB a 384-d vector, so a million segments' five spaces
-    would need ~12 GB, where IVF-SQ8 needs ~2.9 GB (bench/scale.py).
+    ``ivf`` is approximate (a query visits ``ivf_nprobe`` of ``ivf_nlist`` lists), deletes in
+    place, is retrained whenever the space has doubled past what its lists were sized for, and
+    keeps float32 vectors below ``sq8_threshold`` and 8-bit codes from there on (one byte a
+    dimension, a quarter of float32; searches then rescore their candidates from the store's
+    float32 vectors, so scores stay exact); ``hnsw`` answers in well under a millisecond for a
+    query that looks like the stored vectors, builds slowly and cannot delete (replacing or
+    removing a vector rebuilds it from the store). ``auto`` is flat below ``exact_threshold``
+    vectors and IVF above.
+
+    Why not HNSW in ``auto``: a text query lies far from every stored vector (the tenth best
+    cosine is ~0.3), where a graph walk strays. At 30,000 segments (bench/scale.py, dev phrases)
+    HNSW at ``efSearch`` 128 found 0.70-0.87 of a text query's exact ten per space (0.93-0.99 only
+    at 1024, ~1.9 ms a query), IVF at 256 of 769 lists 0.97-0.99 in 0.6-0.9 ms. An HNSW graph over
+    float32 also holds ~1.6 KB a 384-d vector: ~12 GB for a million segments' five spaces, where
+    IVF-SQ8 holds ~2.9 GB.
     """
 
     kind: IndexKind = "auto"
     exact_threshold: int = 20_000
-    ivf_threshold: int = 250_000
-    ivf_codec: Literal["flat", "sq8"] = "sq8"
+    sq8_threshold: int = 250_000
+    """From this many vectors IVF keeps 8-bit codes: below it float32 (~0.96 GB for 250,000
+    segments' five spaces) lets searches rescore from memory instead of the store."""
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
@@ -91,9 +104,9 @@ class VectorIndexConfig:
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {self.kind!r}")
-        if self.ivf_codec not in ("flat", "sq8"):
-            raise ValueError(f"ivf_codec must be flat or sq8, got {self.ivf_codec!r}")
-        for name in ("exact_threshold", "ivf_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist",
+        if self.sq8_threshold < 0:
+            raise ValueError(f"index config: sq8_threshold must be at least 0, got {self.sq8_threshold}")
+        for name in ("exact_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist",
                      "ivf_nprobe", "ivf_train_vectors"):
             if getattr(self, name) < 1:
                 raise ValueError(f"index config: {name} must be at least 1, got {getattr(self, name)}")
@@ -102,16 +115,21 @@ class VectorIndexConfig:
         """``(kind, nlist)`` a space of ``count`` vectors should have (nlist 0 unless IVF)."""
         kind = self.kind
         if kind == "auto":
-            kind = "flat" if count < self.exact_threshold else "hnsw" if count < self.ivf_threshold else "ivf"
+            kind = "flat" if count < self.exact_threshold else "ivf"
         if kind != "ivf":
             return kind, 0
-        return kind, max(1, min(self.ivf_nlist, count // _MIN_TRAIN_PER_LIST))
+        grown = round(self.ivf_nlist * math.sqrt(count / _FULL_LISTS_AT))
+        return kind, max(1, min(self.ivf_nlist, count // _MIN_TRAIN_PER_LIST, grown))
+
+    def codes(self, count: int) -> Literal["float32", "sq8"]:
+        """How an IVF index of ``count`` vectors keeps them."""
+        return "sq8" if count >= self.sq8_threshold else "float32"
 
 
 class _Space:
     """One loaded index and what it reflects: the store ``revision`` it matches and its file."""
 
-    __slots__ = ("name", "index", "kind", "nlist", "revision", "file", "changed", "_held", "_held_at", "lock")
+    __slots__ = ("name", "index", "kind", "nlist", "codes", "revision", "file", "changed", "_held", "_held_at", "lock")
 
     def __init__(self, name: str, index: faiss.Index, revision: int, file: str | None) -> None:
         self.name, self.index, self.revision, self.file = name, index, revision, file
@@ -120,6 +138,7 @@ class _Space:
         self._held_at: tuple[int, int] = (-1, -1)
         self.lock = threading.Lock()  # its searches and changes: searches of other spaces run beside them
         inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap2) else index
+        self.codes = "sq8" if isinstance(index, faiss.IndexIVFScalarQuantizer) else "float32"
         if isinstance(index, faiss.IndexIVF):
             self.kind, self.nlist = "ivf", index.nlist
         elif isinstance(inner, faiss.IndexHNSW):
@@ -134,16 +153,24 @@ class _Space:
     def held(self, ids: np.ndarray) -> np.ndarray:
         """Those of ``ids`` this index holds."""
         if self._held_at != (self.revision, self.count):
-            self._held = np.sort(faiss.vector_to_array(self.index.id_map))
+            self._held = np.sort(self._ids())
             self._held_at = (self.revision, self.count)
         at = np.searchsorted(self._held, ids).clip(0, max(0, len(self._held) - 1))
         return ids[(self._held[at] == ids)] if len(self._held) else ids[:0]
+
+    def _ids(self) -> np.ndarray:
+        if not isinstance(self.index, faiss.IndexIVF):
+            return faiss.vector_to_array(self.index.id_map)
+        lists = self.index.invlists
+        return np.concatenate([np.zeros(0, np.int64)] + [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(self.nlist) if lists.list_size(i)])
 
     def fits(self, config: VectorIndexConfig) -> bool:
         kind, nlist = config.layout(self.count)
         if kind != self.kind:
             return False
-        return kind != "ivf" or (self.nlist <= config.ivf_nlist and nlist < 2 * self.nlist)
+        return kind != "ivf" or (self.nlist <= config.ivf_nlist and nlist < 2 * self.nlist
+                                 and self.codes == config.codes(self.count))
 
 
 class VectorIndexes:
@@ -274,7 +301,7 @@ class VectorIndexes:
         if self.keep is not None:
             batches = ((ids[m], vectors[m]) for ids, vectors in batches if (m := self.keep(ids)).any())
         if kind == "ivf":
-            index, pending = self._trained_ivf(state.dim, nlist, batches)
+            index, pending = self._trained_ivf(state.dim, nlist, self.config.codes(state.count), batches)
         else:
             index, pending = self._empty(kind, state.dim), []
         for ids, vectors in [*pending, *batches]:
@@ -290,7 +317,7 @@ class VectorIndexes:
             return faiss.IndexIDMap2(hnsw)
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
-    def _trained_ivf(self, dim: int, nlist: int, batches: Iterator) -> tuple[faiss.Index, list]:
+    def _trained_ivf(self, dim: int, nlist: int, codes: str, batches: Iterator) -> tuple[faiss.Index, list]:
         """An IVF index trained on the first ``ivf_train_vectors`` vectors (ids are hashes, so id
         order is a fair sample), plus the batches read for training and not yet added.
 
@@ -306,7 +333,7 @@ class VectorIndexes:
                 break
         sample = np.concatenate([v for _, v in pending])[: self.config.ivf_train_vectors]
         quantiser = faiss.IndexFlatIP(dim)
-        if self.config.ivf_codec == "sq8":
+        if codes == "sq8":
             index = faiss.IndexIVFScalarQuantizer(quantiser, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
                                                   faiss.METRIC_INNER_PRODUCT)
         else:
@@ -436,13 +463,13 @@ class VectorIndexes:
     def get_vectors(self, space: str, segment_ids) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, vectors)`` of ``segment_ids`` that have a vector in ``space``, read back from
         the in-memory index (it holds the store's normalised float32 vectors as of its revision,
-        as its searches do), from the store when the index keeps none to read (IVF: its 8-bit
+        as its searches do), from the store when the index keeps none to read (IVF-SQ8: its 8-bit
         codes clip what lies outside their trained range, so scores come from the store) or is
         stale: a search rescores its candidates without a row read per vector."""
         ids = np.fromiter(segment_ids, dtype=np.int64)
         with self._lock:
             found = self._spaces.get(space) if space not in self._stale else None
-            if found is not None and found.kind != "ivf" and isinstance(found.index, faiss.IndexIDMap2):
+            if found is not None and found.codes == "float32":
                 held = found.held(ids)
                 vectors = found.index.reconstruct_batch(held) if len(held) else np.zeros((0, found.index.d), np.float32)
                 if self.keep is None or len(held) == len(ids):

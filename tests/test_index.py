@@ -109,13 +109,18 @@ def test_upserting_the_same_records_twice_changes_nothing(tmp_path):
         assert results(Searcher(index, stand_in_query), query) == first
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+# IVF below and above ``sq8_threshold``: float32 vectors, then 8-bit codes rescored from the store.
+KINDS = {"flat": VectorIndexConfig(kind="flat"), "hnsw": VectorIndexConfig(kind="hnsw"),
+         "ivf": VectorIndexConfig(kind="ivf"), "ivf-sq8": VectorIndexConfig(kind="ivf", sq8_threshold=0)}
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_replaced_and_removed_vectors_are_not_duplicated(tmp_path, kind):
     records = random_records(200)
     target = records[9]
-    with SegmentIndex(tmp_path, config=VectorIndexConfig(kind=kind)) as index:
+    with SegmentIndex(tmp_path, config=KINDS[kind]) as index:
         index.upsert(records)
-        assert index.vectors.kinds()["visual"] == kind
+        assert index.vectors.kinds()["visual"] == KINDS[kind].kind
         moved = basis(5)
         changed = record(target.source_id, target.span.start_ns / 1e9, visual=moved, all=target.embeddings["all"])
         index.upsert([changed])  # new visual vector, audio and speech gone, no image
@@ -227,7 +232,7 @@ def test_similar_images_finds_the_closest_frames_but_not_itself(tmp_path):
 # -- index kinds -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_returns_the_exact_nearest_of_a_planted_vector(tmp_path, kind):
     rng = np.random.default_rng(1)
     records = [record(f"s{i // 100}", 2.0 * (i % 100), all=random_unit(rng)) for i in range(3000)]
@@ -235,26 +240,32 @@ def test_every_kind_returns_the_exact_nearest_of_a_planted_vector(tmp_path, kind
     records.append(record("planted", 0, all=planted))
     query = planted + 0.2 * random_unit(rng)
     query /= np.linalg.norm(query)
-    with SegmentIndex(tmp_path, config=VectorIndexConfig(kind=kind)) as index:
+    with SegmentIndex(tmp_path, config=KINDS[kind]) as index:
         index.upsert(records)
-        assert index.vectors.kinds() == {"all": kind}
+        assert index.vectors.kinds() == {"all": KINDS[kind].kind}
+        assert index.vectors._spaces["all"].codes == ("sq8" if kind == "ivf-sq8" else "float32")
         top = Searcher(index, stand_in_query).search_vector(query, top_k=3)
     assert top[0].segment_ids == (segment_id("planted", 0),)
     assert top[0].score == pytest.approx(float(query @ planted), abs=1e-5)
 
 
-def test_auto_is_exact_below_the_threshold_and_hnsw_above(tmp_path):
-    config = VectorIndexConfig(kind="auto", exact_threshold=50)
+def test_auto_is_exact_below_the_threshold_then_ivf_then_ivf_with_8_bit_codes(tmp_path):
+    config = VectorIndexConfig(kind="auto", exact_threshold=50, sq8_threshold=150)
     with SegmentIndex(tmp_path, config=config) as index:
         index.upsert(random_records(40, sources=1))
         assert index.vectors.kinds()["visual"] == "flat"
         index.upsert(random_records(60, seed=1, sources=2, prefix="more"))
-        assert index.vectors.kinds()["visual"] == "hnsw" and index.counts()["visual"] == 100
+        assert index.vectors.kinds()["visual"] == "ivf" and index.counts()["visual"] == 100
+        assert index.vectors._spaces["visual"].codes == "float32"
         added = random_records(5, seed=2, prefix="added")
-        index.upsert(added)  # new ids go into the HNSW graph in place
+        index.upsert(added)  # new ids go into the lists in place
         assert index.counts()["visual"] == 105
         hit = Searcher(index, stand_in_query).search_vector(added[2].embeddings["visual"], top_k=1)[0]
-        assert hit.segment_ids == (added[2].segment_id,)
+        assert hit.segment_ids == (added[2].segment_id,) and hit.score == pytest.approx(1.0, abs=1e-5)
+        index.upsert(random_records(50, seed=3, prefix="most"))  # 155: past sq8_threshold, rebuilt with codes
+        assert index.counts()["visual"] == 155 and index.vectors._spaces["visual"].codes == "sq8"
+        hit = Searcher(index, stand_in_query).search_vector(added[3].embeddings["visual"], top_k=1)[0]
+        assert hit.segment_ids == (added[3].segment_id,) and hit.score == pytest.approx(1.0, abs=1e-5)
 
 
 def test_ivf_is_retrained_once_the_space_has_outgrown_its_lists(tmp_path):
