@@ -2,7 +2,7 @@
 
 For each ``--segments`` size, builds a synthetic data folder (random L2-normalised vectors in all
 five spaces: visual, audio, speech, all 384-d, image 1280-d; the index kind the default config
-picks for that size: flat below 20,000 vectors, HNSW above), then measures:
+picks for that size: flat below 20,000 vectors, IVF above), then measures:
 
 - **in-process** ``Searcher.search`` warm, the query embedded by the ONNX MiniLM (the default
   now), beside the same searcher with sentence-transformers on torch (the baseline: the query

