@@ -10,8 +10,8 @@ of them), with a Ray head started here (``ray start --head``), three servers in 
   deployments, searched in two rounds and merged).
 
 Each gets the same ``--queries`` requests; p50/p95 are printed with their ratio to the
-baseline. Past 20,000 vectors the indexes are approximate (HNSW), and a shard's graph over a
-quarter of the vectors finds other candidates than the whole index's graph does, so answers are
+baseline. Past 20,000 vectors the indexes are approximate (IVF), and a shard's lists, trained
+on a quarter of the vectors, find other candidates than the whole index's lists do, so answers are
 compared with an exhaustive search (flat indexes over the same folder, in this process): the
 share of its top 10 moments (source and start) each server returns, the share scoring at least
 its tenth (within 1e-3: random vectors tie everywhere), and how many answers equal the
