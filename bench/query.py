@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from indexers.index import SegmentIndex  # noqa: E402
 from indexers.search import Searcher  # noqa: E402
 from indexers.store import SourceInfo  # noqa: E402
-from indexers.vectors import VectorIndexConfig  # noqa: E402
+from indexers.vector_config import VectorIndexConfig  # noqa: E402
 from operators.models.text import TextEncoder  # noqa: E402
 from operators.records import FusedRecord, Span, segment_id  # noqa: E402
 

@@ -202,7 +202,7 @@ print(json.dumps({"open_s": opened, "kinds": kinds, "rss_open": rss_open, "rss_p
 
 def fits(folder: Path) -> bool:
     """Whether the saved indexes have the layout the default config gives their size."""
-    from indexers.vectors import VectorIndexConfig
+    from indexers.vector_config import VectorIndexConfig
 
     manifest = json.loads((folder / INDEX_DIR / "manifest.json").read_text())
     config = VectorIndexConfig()

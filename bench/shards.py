@@ -72,7 +72,7 @@ def exhaustive(folder: Path) -> dict[str, list[dict]]:
     """Each query's top 10 moments over flat (exact) indexes of the folder, built in memory."""
     from indexers.index import SegmentIndex
     from indexers.search import Searcher
-    from indexers.vectors import VectorIndexConfig
+    from indexers.vector_config import VectorIndexConfig
     from operators.models.text import TextEncoder
 
     encoder = TextEncoder()

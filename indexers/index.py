@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Sequence
 from indexers.lexical import LexicalIndex
 from indexers.sqlite_store import SqliteStore
 from indexers.store import SourceInfo
-from indexers.vectors import VectorIndexConfig, VectorIndexes
+from indexers.vector_config import VectorIndexConfig
+from indexers.vectors import VectorIndexes
 from operators.records import FusedRecord
 
 DB_FILE = "vidscope.sqlite3"

@@ -23,7 +23,8 @@ import pytest
 from indexers.index import INDEX_DIR, SegmentIndex
 from indexers.search import SearchConfig, Searcher
 from indexers.store import SourceInfo
-from indexers.vectors import MANIFEST, VectorIndexConfig
+from indexers.vector_config import VectorIndexConfig
+from indexers.vectors import MANIFEST
 from operators.records import FusedRecord, Span, seconds_to_ns, segment_id
 
 REPO = Path(__file__).resolve().parents[1]

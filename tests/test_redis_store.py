@@ -19,7 +19,8 @@ import pytest
 from indexers.redis_store import RedisStore
 from indexers.sqlite_store import SqliteStore
 from indexers.store import SourceInfo, StoredSegment, VectorSpaceState, record_vectors
-from indexers.vectors import VectorIndexConfig, VectorIndexes
+from indexers.vector_config import VectorIndexConfig
+from indexers.vectors import VectorIndexes
 from operators.records import Span, seconds_to_ns, segment_id
 from redis_fixture import fresh_prefix, needs_redis
 from test_analysis_store import MATCH, S, score, summary_json
