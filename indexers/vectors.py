@@ -79,8 +79,7 @@ class _Space:
         if self._held_at != (self.revision, self.count):
             self._held = np.sort(self._ids())
             self._held_at = (self.revision, self.count)
-        at = np.searchsorted(self._held, ids).clip(0, max(0, len(self._held) - 1))
-        return ids[(self._held[at] == ids)] if len(self._held) else ids[:0]
+        return ids[_found_in(self._held, ids)]
 
     def took(self, written: np.ndarray, gone: np.ndarray) -> None:
         """Keep the held ids level with a change just applied in place: two O(n) copies instead of
@@ -89,13 +88,11 @@ class _Space:
             return
         held = self._held
         if len(gone):
-            at = np.searchsorted(held, gone).clip(0, max(0, len(held) - 1))
-            held = np.delete(held, at[held[at] == gone]) if len(held) else held
+            held = np.delete(held, np.searchsorted(held, gone)[_found_in(held, gone)])
         if len(written):
             new = np.unique(written)
-            at = np.searchsorted(held, new)
-            fresh = (at >= len(held)) | (held[at.clip(0, max(0, len(held) - 1))] != new) if len(held) else np.ones(len(new), bool)
-            held = np.insert(held, at[fresh], new[fresh])
+            fresh = ~_found_in(held, new)
+            held = np.insert(held, np.searchsorted(held, new[fresh]), new[fresh])
         self._held, self._held_at = held, (self.revision, self.count)
 
     def _ids(self) -> np.ndarray:
@@ -111,6 +108,13 @@ class _Space:
             return False
         return kind != "ivf" or (self.nlist <= config.ivf_nlist and nlist < 2 * self.nlist
                                  and self.codes == config.codes(self.count))
+
+
+def _found_in(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """bool mask: which of ``ids`` are in ``sorted_ids``."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool)
+    return sorted_ids[np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)] == ids
 
 
 class VectorIndexes:
