@@ -77,7 +77,10 @@ class IngestConfig:
     """Stages whose operators share one actor process. On CUDA the frame and text encoders both
     run on torch, whose runtime alone is ~500 MB resident: together they cost it once (on the
     CPU both run on onnxruntime, and one process still loads it once). The summariser
-    shares the fuser's text encoder, or, with a vlm, the captioner's model. None: that default."""
+    shares the fuser's text encoder, or, with a vlm, the captioner's model. The sound event
+    tagger and Whisper share the other process: both read only the segment's audio, together
+    they cost about as much CPU as the frame encoder, and a third process was ~170 MB more at
+    the peak (bench/ingest.py). None: that default."""
 
     @property
     def groups(self) -> tuple[tuple[str, ...], ...]:
@@ -85,7 +88,7 @@ class IngestConfig:
             return self.colocate
         if isinstance(self.profile, VlmProfile):
             return (("visual", "fuse"), ("caption", "summary"))
-        return (("visual", "fuse", "summary", "clip"),)
+        return (("visual", "fuse", "summary", "clip"), ("audio", "speech"))
 
     def __post_init__(self) -> None:
         if not MIN_WINDOW_S <= self.window_seconds <= MAX_WINDOW_S:
