@@ -336,7 +336,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
 def cmd_highlights(args: argparse.Namespace) -> int:
     from indexers.highlights import find_highlights
     from indexers.index import SegmentIndex
-    from pipelines.ingest.driver import DEFAULT_MIN_SCORE
+    from pipelines.ingest.analysis import DEFAULT_MIN_SCORE
     from pipelines.query import data_folder, find_source, open_searcher
 
     min_score = DEFAULT_MIN_SCORE if args.min_score is None else args.min_score

@@ -263,6 +263,26 @@ def test_similar_finds_the_rest_of_a_shot_from_one_moment_of_it(ingested, capsys
     assert "has no indexed moment at 99 s" in capsys.readouterr().err
 
 
+def test_a_phrase_across_the_first_window_edge_is_one_utterance_in_both_windows(tmp_path):
+    """A file's first window goes to Whisper alone (the first moment is indexed sooner) and is
+    heard again with the windows after it: the phrase that crosses its edge is then the same
+    utterance, and the same speech vector, in both windows, as at every other window edge."""
+    import numpy as np
+
+    from indexers.index import SegmentIndex
+
+    video, data = tmp_path / "tour.mp4", tmp_path / "data"
+    build_video(video, (Scene("palace", 8.0),), (Speech("welcome to the city tour of the old town", 0.6),),
+                width=320, height=240)
+    assert main(["ingest", str(video), "--data", str(data), "--json"]) == 0
+    with SegmentIndex(data) as index:
+        (source,) = index.store.list_sources()
+        first, second = sorted(index.store.segments_of_source(source.source_id), key=lambda s: s.start_ns)[:2]
+        assert "welcome" in first.transcript.lower() and "town" in second.transcript.lower()
+        ids, vectors = index.store.get_vectors("speech", [first.segment_id, second.segment_id])
+    assert sorted(ids.tolist()) == sorted([first.segment_id, second.segment_id])
+    assert float(np.dot(vectors[0], vectors[1])) > 0.999
+
 def test_every_process_of_a_local_cluster_gives_freed_buffers_back():
     """A local Ray's processes inherit a fixed glibc trim threshold (runtime.start_ray): without
     it a freed buffer of a few MB stays in a worker's heap for good (~190 MB at the peak)."""

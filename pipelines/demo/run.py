@@ -43,7 +43,7 @@ def run_demo(args: argparse.Namespace) -> int:
             out(f'\nvidscope search "{query}"')
             print_moments([m.to_json() for m in moments], as_json=False)
     from indexers.highlights import find_highlights
-    from pipelines.ingest.driver import DEFAULT_MIN_SCORE
+    from pipelines.ingest.analysis import DEFAULT_MIN_SCORE
     from pipelines.query import load_summary
 
     with SegmentIndex(args.data) as index:

@@ -23,20 +23,20 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 import ray
 
-from indexers.store import SourceInfo, StoredSegment
+from indexers.store import SourceInfo
 from operators.analysis.fuse import Observations
-from operators.analysis.highlights import HighlightScorer, Signals, merge_highlights
 from operators.media.jpeg import thumbnail_jpeg
-from operators.records import Segment, Span
-from operators.analysis.shots import ShotDetector, ShotResult
-from operators.analysis.summary import SegmentFacts, SummaryInput
+from operators.records import Segment
+from operators.analysis.summary import SummaryInput
+from pipelines.ingest.analysis import source_analysis
 from pipelines.ingest.kinds import Progress, SourceKind, SourceOutcome
 from pipelines.ingest.runtime import SourceReport
+from pipelines.ingest.state import SegmentState, SourceState
 
 if TYPE_CHECKING:
     from pipelines.ingest.batch import Ingestor
@@ -46,9 +46,9 @@ log = logging.getLogger(__name__)
 ENCODERS = ("visual", "audio", "speech", "clip", "caption")
 PICTURE_STAGES = ("visual", "clip")
 SOUND_STAGES = ("audio", "speech")
-DEFAULT_MIN_SCORE = 0.3
-"""Highlight score a moment needs by default (``vidscope highlights --min-score``). On
-bench/quality.py's test split it keeps 23 of 24 sound events, 92% of highlights being one."""
+CONTEXT_STAGE = "speech"
+"""The stage whose result for a segment depends on its neighbours: Whisper hears a batch's
+contiguous segments as one run, and a phrase cut at a batch's edge is heard worse."""
 SAVE_EVERY_S = 2.0
 """Live kinds: the index is saved (searchable from other processes) and statuses written this often."""
 MAX_ATTEMPTS = 2
@@ -63,34 +63,6 @@ STORE_PROBE_EVERY_S = 1.0
 """While the metadata store is unreachable, how often the driver asks whether it is back."""
 
 
-@dataclass(slots=True)
-class _Seg:
-    source: "_Source"
-    ref: ray.ObjectRef | None  # the segment itself, kept until written: a failed stage is retried from it
-    span: Span
-    needs: set[str]
-    results: dict[str, object] = field(default_factory=dict)
-    observations: Observations | None = None
-    attempts: dict[str, int] = field(default_factory=dict)
-    thumbnail_jpeg: bytes | None = None  # made here from the decoded frames, stored with the fused record
-
-
-@dataclass(slots=True)
-class _Source:
-    outcome: SourceOutcome
-    gen: object
-    buffers: dict[str, list[tuple[int, object]]]
-    decoding: bool = True
-    unfinished: int = 0
-    shots: ShotDetector = field(default_factory=ShotDetector)
-    shot_results: list[ShotResult] = field(default_factory=list)
-    analysing: bool = False  # its summary is being written
-    written: set[int] = field(default_factory=set)  # ids of the segments this run indexed
-    first_start_ns: int | None = None  # where this run's first segment of it starts
-    pulled_end_ns: int = 0
-    batches: dict[str, int] = field(default_factory=dict)  # per stage: how many batches of it were sent
-
-
 class Driver:
     """One run over one source kind. ``go`` returns when the kind has nothing more and everything
     taken is indexed and analysed (a live kind: after ``stop`` is set)."""
@@ -103,8 +75,8 @@ class Driver:
         self.on_progress = on_progress
         self.max_in_flight = ingestor.config.max_segments_in_flight
         self.inflight: dict[ray.ObjectRef, tuple[str, list[int]]] = {}
-        self.segs: dict[int, _Seg] = {}
-        self.active: list[_Source] = []
+        self.segs: dict[int, SegmentState] = {}
+        self.active: list[SourceState] = []
         self.outcomes: list[SourceOutcome] = []
         self.fuse_buffer: list[tuple[int, Observations]] = []
         self.fused = False  # the first fused batch goes as soon as it has one moment
@@ -235,12 +207,12 @@ class Driver:
                                   restarts=status.get("restarts", 0) + src.outcome.restarts)
                     self.outputs.write_status(src.outcome, status, stopping=self.stopping)
 
-    def _horizon(self, src: _Source) -> int | None:
+    def _horizon(self, src: SourceState) -> int | None:
         """Start of the source's earliest segment still in flight (fuse finishes out of order)."""
         in_flight = [seg.span.start_ns for seg in self.segs.values() if seg.source is src]
         return min(in_flight) if in_flight else None
 
-    def _durable_ns(self, src: _Source) -> int | None:
+    def _durable_ns(self, src: SourceState) -> int | None:
         """Stream time before which every segment of the source pulled so far is written."""
         horizon = self._horizon(src)
         return horizon if horizon is not None else (src.pulled_end_ns if src.first_start_ns is not None else None)
@@ -250,11 +222,11 @@ class Driver:
     def _start(self, outcome: SourceOutcome) -> None:
         self.outcomes.append(outcome)
         stages = {name: [] for name in self.ing.pools if name in ENCODERS}
-        self.active.append(_Source(outcome, self.kind.open(outcome), stages))
+        self.active.append(SourceState(outcome, self.kind.open(outcome), stages))
         if self.outputs is not None:
             self.outputs.add(outcome)
 
-    def _pull(self, src: _Source) -> None:
+    def _pull(self, src: SourceState) -> None:
         try:
             ref = next(src.gen)
             item = ray.get(ref)
@@ -289,7 +261,7 @@ class Driver:
         if len(segment.frames) or segment.audio is not None:
             needs.add("caption")
         needs &= self.ing.pools.keys()
-        seg = _Seg(src, ref, segment.span, needs, thumbnail_jpeg=thumbnail_jpeg(segment))
+        seg = SegmentState(src, ref, segment.span, needs, thumbnail_jpeg=thumbnail_jpeg(segment))
         self.segs[segment.id] = seg
         src.unfinished += 1
         for stage in needs:
@@ -297,7 +269,7 @@ class Driver:
         if not needs:
             self._ready_to_fuse(segment.id)
 
-    def _reader_died(self, src: _Source, exc: Exception) -> None:
+    def _reader_died(self, src: SourceState, exc: Exception) -> None:
         outcome = src.outcome
         gen = None
         if not self.stopping and outcome.restarts < MAX_READER_RESTARTS:
@@ -314,10 +286,13 @@ class Driver:
                     type(exc).__name__, src.pulled_end_ns / 1e9, outcome.restarts)
         src.gen = gen
 
-    def _forget_unwritten(self, src: _Source) -> int:
+    def _forget_unwritten(self, src: SourceState) -> int:
         """Drop the source's segments not yet written (and their places in buffers and batches in
         flight, whose results are then ignored); returns where the first of them starts."""
-        lost = {sid for sid, seg in self.segs.items() if seg.source is src}
+        for sid in [sid for sid, seg in self.segs.items() if seg.source is src and seg.counted]:
+            self._settle(sid)  # written, heard alone: that stands
+        src.heard_first = None
+        lost = {sid for sid, seg in self.segs.items() if seg.source is src and not seg.counted}
         resume_ns = min((self.segs[sid].span.start_ns for sid in lost), default=src.pulled_end_ns)
         for sid in lost:
             del self.segs[sid]
@@ -347,7 +322,8 @@ class Driver:
                 # A source's first batch to each stage is its first segment alone, so the first
                 # moment is searchable seconds sooner; the second is one short of full, so that
                 # every later batch starts where it would have (speech hears 30 s runs whose
-                # edges change what Whisper makes of the words across them).
+                # edges change what Whisper makes of the words across them; a file's second
+                # speech batch starts again at its first segment: ``_hear_in_context``).
                 while buf and pool.has_free():
                     earlier = src.batches.get(stage, 0)
                     size = 1 if earlier == 0 else batch_size - 1 if earlier == 1 and batch_size > 1 else batch_size
@@ -356,8 +332,13 @@ class Driver:
                     src.batches[stage] = earlier + 1
                     batch, src.buffers[stage] = buf[:size], buf[size:]
                     buf = src.buffers[stage]
+                    if stage == CONTEXT_STAGE and not self.kind.live:
+                        batch = self._hear_in_context(src, batch, earlier)
                     self.inflight[pool.submit(stage, [r for _, r in batch])] = (stage, [sid for sid, _ in batch])
                     sent += 1
+                if stage == CONTEXT_STAGE and src.heard_first and not buf and not src.decoding:
+                    self._settle(src.heard_first[0])  # nothing came after it: what it was heard as stands
+                    src.heard_first = None
         fuse = self.ing.pools["fuse"]
         size = self.ing.operators["fuse"].batch_size
         decoding = any(s.decoding for s in self.active)
@@ -368,6 +349,25 @@ class Driver:
             self.inflight[fuse.submit("fuse", [obs for _, obs in batch])] = ("fuse", [sid for sid, _ in batch])
             sent += 1
         return sent
+
+    def _hear_in_context(self, src: SourceState, batch: list, earlier: int) -> list:
+        """A file's first segment goes to Whisper alone (the first moment is searchable sooner),
+        then again at the head of the second batch, which so hears the same 30 s as it would have
+        without the first one: a phrase begun in the first 2 s is heard whole, and the segment is
+        rewritten with it (heard alone, "Welcome to the city tour" came out cut short)."""
+        if earlier == 0 and src.decoding and (seg := self.segs.get(batch[0][0])) is not None:
+            seg.provisional, src.heard_first = True, batch[0]
+        elif earlier == 1 and src.heard_first:
+            batch, src.heard_first = [src.heard_first, *batch], None
+        return batch
+
+    def _settle(self, sid: int) -> None:
+        """A provisional segment's last hearing is in: it is done once no fuse batch holds it."""
+        seg = self.segs.get(sid)
+        if seg is not None:
+            seg.provisional = False
+            if seg.counted and not seg.fusing:
+                self._done(sid)
 
     def _collect(self, ref: ray.ObjectRef) -> None:
         stage, sids = self.inflight.pop(ref)
@@ -407,6 +407,13 @@ class Driver:
             seg = self.segs.get(sid)
             if seg is None:
                 continue
+            if seg.provisional and stage == CONTEXT_STAGE and len(sids) > 1:  # heard again, in context
+                seg.provisional, seg.results[stage] = False, result
+                if seg.needs <= seg.results.keys():  # fused again if it was with what it was heard as alone
+                    self._ready_to_fuse(sid)
+                continue
+            if stage in seg.results:  # heard alone, after its hearing in context: stale
+                continue
             seg.results[stage] = result
             if seg.needs <= seg.results.keys():
                 self._ready_to_fuse(sid)
@@ -417,6 +424,7 @@ class Driver:
                                         visual=seg.results.get("visual"), audio=seg.results.get("audio"),
                                         speech=seg.results.get("speech"), caption=seg.results.get("caption"),
                                         clip=seg.results.get("clip"))
+        seg.fusing += 1
         self.fuse_buffer.append((sid, seg.observations))
 
     def _retry_or_fail(self, sids: list[int], stage: str, reason: str) -> None:
@@ -426,6 +434,10 @@ class Driver:
         for sid in sids:
             seg = self.segs.get(sid)
             if seg is None:
+                continue
+            if stage in seg.results:  # heard in context already, or heard alone: that stands
+                if seg.provisional:
+                    self._settle(sid)
                 continue
             seg.attempts[stage] = seg.attempts.get(stage, 1) + 1
             if seg.attempts[stage] > MAX_ATTEMPTS:
@@ -474,17 +486,24 @@ class Driver:
                     self._give_up([sid], f"could not index segment at {record.span!r}: {exc}")
             sids = good
         for sid in sids:
-            seg = self.segs.pop(sid, None)
+            seg = self.segs.get(sid)
             if seg is None:
                 continue
-            seg.source.unfinished -= 1
-            seg.source.outcome.segments_indexed += 1
-            if seg.source.outcome.ref.given_name is None:  # a file: what it replaces is what this run did not write
-                seg.source.written.add(sid)
-            self.segments_done += 1
-            self.media_ns_done += seg.span.duration_ns
+            seg.fusing = max(0, seg.fusing - 1)
+            if not seg.counted:
+                seg.counted = True
+                seg.source.outcome.segments_indexed += 1
+                if seg.source.outcome.ref.given_name is None:  # a file: what it replaces is what this run did not write
+                    seg.source.written.add(sid)
+                self.segments_done += 1
+                self.media_ns_done += seg.span.duration_ns
+            if not seg.provisional and not seg.fusing:
+                self._done(sid)
         if self.on_progress:
             self.on_progress(self.segments_done, self.media_ns_done / 1e9)
+
+    def _done(self, sid: int) -> None:
+        self.segs.pop(sid).source.unfinished -= 1
 
     # -- the end of a source ---------------------------------------------------------------------
 
@@ -508,7 +527,7 @@ class Driver:
                 self._replace_earlier(src)
             self._analyse(src)
 
-    def _replace_earlier(self, src: _Source) -> None:
+    def _replace_earlier(self, src: SourceState) -> None:
         """A file ingested again replaces its earlier versions, once it is all indexed: segments of
         its source this run did not write (another ``--window``), and sources ingested earlier from
         the same path (the file was edited: another fingerprint). A run that fails keeps them."""
@@ -520,7 +539,7 @@ class Driver:
                 log.info("%s: replacing the earlier version (source %s)", ref.uri, other.source_id)
                 index.delete_source(other.source_id)
 
-    def _analyse(self, src: _Source) -> None:
+    def _analyse(self, src: SourceState) -> None:
         """Shots, highlight scores and the summary of a source whose segments are all indexed.
 
         This run's range (from its first segment on) is scored with this run's shots; what earlier
@@ -529,20 +548,8 @@ class Driver:
         written by the ``summary`` stage, which holds the text encoder (and the vlm's model)."""
         source_id = src.outcome.ref.source_id
         store = self.index.store
-        run_start = src.first_start_ns or 0
-        stored = store.segments_of_source(source_id)
-        shots = {r.segment_id: r for r in src.shot_results}
-        scorer = HighlightScorer()
-        scores = [h for h in store.highlight_scores(source_id) if h.span.end_ns <= run_start]
-        scores += scorer.process([signals_of(s, shots.get(s.segment_id)) for s in stored if s.start_ns >= run_start])
-        scores += scorer.flush()
-        cuts = [(t, score) for t, score in store.get_cuts(source_id) if t < run_start]
-        cuts += [(t, score) for r in src.shot_results for t, score in zip(r.cuts_ns, r.cut_scores)]
-        item = SummaryInput(
-            source_id=source_id, name=src.outcome.ref.name, duration_ns=max((s.end_ns for s in stored), default=0),
-            segments=tuple(SegmentFacts(s.start_ns, s.end_ns, s.description, s.labels, s.events, s.transcript) for s in stored),
-            cuts_ns=tuple(t for t, _ in cuts),
-            highlights=tuple(merge_highlights(scores, [t for t, _ in cuts], min_score=DEFAULT_MIN_SCORE)))
+        cuts, scores, item = source_analysis(store, source_id, src.outcome.ref.name, src.first_start_ns or 0,
+                                             src.shot_results)
 
         def store_analysis(summary: dict | None) -> None:
             store.put_analysis(source_id, cuts=cuts, scores=scores, summary=summary)
@@ -557,7 +564,7 @@ class Driver:
         self.inflight[ref] = ("summary", [])
         self.summaries[ref] = done
 
-    def _retire(self, src: _Source) -> None:
+    def _retire(self, src: SourceState) -> None:
         self.active.remove(src)
         self.kind.release(src.outcome)
         outcome, report = src.outcome, src.outcome.report
@@ -568,9 +575,3 @@ class Driver:
                 status="failed" if outcome.error else "done", error=outcome.error,
                 ingested_at_ns=report.anchor_wall_ns or time.time_ns()))
 
-
-def signals_of(segment: StoredSegment, shot: ShotResult | None) -> Signals:
-    """What the highlight scorer reads of a stored segment and its shot result."""
-    return Signals(segment.segment_id, segment.source_id, Span(segment.start_ns, segment.end_ns), segment.events,
-                   segment.loudness_db, shot.motion if shot else 0.0, len(shot.cuts_ns) if shot else 0, segment.transcript,
-                   segment.class_scores("audio"))

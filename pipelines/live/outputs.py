@@ -19,7 +19,7 @@ from operators.media.align import QUIET_AFTER
 from operators.analysis.highlights import HighlightMoment, HighlightScore, HighlightScorer, merge_highlights
 from operators.records import Segment
 from operators.analysis.summary import SegmentFacts, SummaryInput
-from pipelines.ingest.driver import DEFAULT_MIN_SCORE, signals_of
+from pipelines.ingest.analysis import DEFAULT_MIN_SCORE, signals_of
 from pipelines.ingest.kinds import SourceOutcome
 from pipelines.ingest.sources import stream_name_problem
 

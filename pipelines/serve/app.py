@@ -33,7 +33,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexers.highlights import HIGHLIGHT_KINDS
-from pipelines.ingest.driver import DEFAULT_MIN_SCORE
+from pipelines.ingest.analysis import DEFAULT_MIN_SCORE
 from pipelines.serve import live
 from pipelines.serve.library import API, Library, NotFound
 from pipelines.serve.metrics import Metrics

@@ -27,7 +27,7 @@ from indexers.shards import Shard, search_shards
 from indexers.store import SourceInfo
 from operators.analysis.summary import Summary
 from operators.records import NS_PER_SECOND, ns_to_seconds, seconds_to_ns
-from pipelines.ingest.driver import DEFAULT_MIN_SCORE
+from pipelines.ingest.analysis import DEFAULT_MIN_SCORE
 from pipelines.query import answer, open_searcher
 
 API = "/api/v1"
