@@ -39,7 +39,7 @@ from indexers.highlights import find_highlights  # noqa: E402
 from indexers.index import SegmentIndex  # noqa: E402
 from indexers.search import Searcher  # noqa: E402
 from operators.models.text import TextEncoder  # noqa: E402
-from pipelines.ingest.driver import DEFAULT_MIN_SCORE  # noqa: E402
+from pipelines.ingest.analysis import DEFAULT_MIN_SCORE  # noqa: E402
 from pipelines.demo.synth import GroundTruth, build_video  # noqa: E402
 
 TOLERANCE_EVENT_S = 1.5
