@@ -106,10 +106,12 @@ def test_a_worker_node_lost_mid_ingest_costs_nothing(cluster, tmp_path):
     videos.mkdir()
     scenes = ("cat", "coffee", "rocket", "palace")
     for n in range(3):
-        build_video(videos / f"part{n}.mp4", tuple(Scene(scenes[(n + k) % 4], 6.0) for k in range(4)),
+        build_video(videos / f"part{n}.mp4", tuple(Scene(scenes[(n + k) % 4], 12.0) for k in range(4)),
                     (Speech("the quick brown fox", 2.0),))
     data, log = tmp_path / "data", tmp_path / "ingest.log"
-    proc = ingest(nodes.address, data, [str(videos)], log)
+    # 4 frames a second: the frame encoders, not the decoders, set the pace, so every encoder
+    # worker holds batches while the node goes (at 1 a second one sometimes held none).
+    proc = ingest(nodes.address, data, [str(videos)], log, "--fps", "4")
     where = placement(log, proc)
     # Not the node the driver joined (all nodes share this machine's address, so that may be a
     # worker): losing it would end the driver, and the run, as losing a head does.
@@ -123,8 +125,8 @@ def test_a_worker_node_lost_mid_ingest_costs_nothing(cluster, tmp_path):
     report = finish(proc, log)
     text = log.read_text()
     assert "worker died" in text, text[-3000:]  # the node held work in flight when it went
-    assert report["indexed"] == 3 and report["segments"] == 36 and report["failed"] == []
-    assert_each_segment_once(data, {f"part{n}.mp4": 24.0 for n in range(3)})
+    assert report["indexed"] == 3 and report["segments"] == 72 and report["failed"] == []
+    assert_each_segment_once(data, {f"part{n}.mp4": 48.0 for n in range(3)})
     workers.remove(victim)
     workers.append(nodes.add_node(num_cpus=5, object_store_memory=200 * 2**20))  # as it was, for any later test
     nodes.wait_for_nodes()
