@@ -540,11 +540,8 @@ class Driver:
                 index.delete_source(other.source_id)
 
     def _analyse(self, src: SourceState) -> None:
-        """Shots, highlight scores and the summary of a source whose segments are all indexed.
-
-        This run's range (from its first segment on) is scored with this run's shots; what earlier
-        runs found before it (a live stream restarted) is kept, so history is merged, not lost. The
-        scores are computed here (cheap, in time order); the summary, over the whole source, is
+        """Shots, highlight scores and the summary of a source whose segments are all indexed
+        (``source_analysis``). The scores are computed here (cheap, in time order); the summary is
         written by the ``summary`` stage, which holds the text encoder (and the vlm's model)."""
         source_id = src.outcome.ref.source_id
         store = self.index.store
