@@ -122,8 +122,11 @@ def stage_costs(path: Path, config) -> dict[str, float]:
     from operators.media.decode import Decoder
     from operators.analysis.fuse import Observations
     from operators.records import seconds_to_ns
+    from threadpoolctl import threadpool_limits
+
     from pipelines.ingest.batch import build_operators
 
+    threadpool_limits(1, user_api="blas")  # as in the workers (pipelines.ingest.runtime.OperatorActor)
     cpu = time.process_time
     costs: dict[str, float] = {}
     t0 = cpu()

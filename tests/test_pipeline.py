@@ -283,6 +283,37 @@ def test_a_phrase_across_the_first_window_edge_is_one_utterance_in_both_windows(
     assert sorted(ids.tolist()) == sorted([first.segment_id, second.segment_id])
     assert float(np.dot(vectors[0], vectors[1])) > 0.999
 
+def test_a_worker_holds_numpy_blas_to_the_threads_its_operators_declare():
+    """Ray tells an actor's libraries to use as many threads as the actor reserves CPUs, the sum
+    over its operators, and OpenBLAS busy-waits that many after every product. Calls run one at a
+    time, so a worker holds numpy's BLAS to its widest operator's threads (runtime.OperatorActor)."""
+    import ray
+
+    from operators.base import Operator, Resources
+    from pipelines.ingest.runtime import OperatorActor, RuntimeConfig, start_ray
+
+    class BlasThreads(Operator):
+        name = "blas"
+
+        def process(self, batch):
+            from threadpoolctl import threadpool_info
+
+            blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+            return [(os.environ.get("OMP_NUM_THREADS"), blas) for _ in batch]
+
+    start_ray(RuntimeConfig(num_cpus=2))
+    try:
+        narrow = OperatorActor.options(num_cpus=2).remote({"blas": BlasThreads(resources=Resources(cpus=1.0)),
+                                                           "tagger": BlasThreads(resources=Resources(cpus=0.25))})
+        assert ray.get(narrow.process.remote("blas", None), timeout=120) == [("2", [1])]
+        ray.kill(narrow)
+        wide = OperatorActor.options(num_cpus=0).remote({"blas": BlasThreads(resources=Resources(cpus=0.25)),
+                                                         "wide": BlasThreads(resources=Resources(cpus=2.0))})
+        assert ray.get(wide.process.remote("blas", None), timeout=120) == [("1", [2])]
+    finally:
+        ray.shutdown()
+
+
 def test_every_process_of_a_local_cluster_gives_freed_buffers_back():
     """A local Ray's processes inherit a fixed glibc trim threshold (runtime.start_ray): without
     it a freed buffer of a few MB stays in a worker's heap for good (~190 MB at the peak)."""

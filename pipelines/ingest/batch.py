@@ -78,9 +78,11 @@ class IngestConfig:
     run on torch, whose runtime alone is ~500 MB resident: together they cost it once (on the
     CPU both run on onnxruntime, and one process still loads it once). The summariser
     shares the fuser's text encoder, or, with a vlm, the captioner's model. The sound event
-    tagger and Whisper share the other process: both read only the segment's audio, together
-    they cost about as much CPU as the frame encoder, and a third process was ~170 MB more at
-    the peak (bench/ingest.py). None: that default."""
+    tagger (onnxruntime too) joins them, and Whisper has the other process: the two then cost
+    about the same CPU, where the tagger beside Whisper left that one last to finish every
+    file, with the other core idle (triage of the camera-like file: 6.9 against 7.5 s steady,
+    mean of 5 pairs, bench/ingest.py). A third process was ~170 MB more at the peak. None:
+    that default."""
 
     @property
     def groups(self) -> tuple[tuple[str, ...], ...]:
@@ -88,7 +90,7 @@ class IngestConfig:
             return self.colocate
         if isinstance(self.profile, VlmProfile):
             return (("visual", "fuse"), ("caption", "summary"))
-        return (("visual", "fuse", "summary", "clip"), ("audio", "speech"))
+        return (("visual", "audio", "fuse", "summary", "clip"), ("speech",))
 
     def __post_init__(self) -> None:
         if not MIN_WINDOW_S <= self.window_seconds <= MAX_WINDOW_S:
@@ -107,7 +109,7 @@ def build_operators(config: IngestConfig) -> dict[str, Operator]:
         "fuse": fuse,
     }
     if config.speech:
-        ops["speech"] = SpeechRecognizer(model=config.speech_model, device=config.device, batch_size=15)
+        ops["speech"] = SpeechRecognizer(model=config.speech_model, device=config.device)
     profile = config.profile
     if isinstance(profile, ClipProfile):
         ops["clip"] = ClipEncoder(profile.clip)

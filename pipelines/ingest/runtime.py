@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import ray
 
 from operators.media.align import Aligner, windows
-from operators.base import Operator
+from operators.base import Operator, torch_threads
 from operators.media.decode import DecodeConfig, Decoder, MediaError
 from operators.records import Segment
 
@@ -70,7 +70,16 @@ class OperatorActor:
     torch runtime (~500 MB resident), not two. Calls run one at a time."""
 
     def __init__(self, operators: dict[str, Operator]) -> None:
+        import numpy  # noqa: F401 - its OpenBLAS loaded, so that the limit below finds it
+        from threadpoolctl import threadpool_limits
+
         self.operators = operators
+        # Ray sets OMP_NUM_THREADS to the CPUs an actor reserves, the sum of its operators' (2 for
+        # the frame encoder's group), and numpy's OpenBLAS busy-waits that many threads after
+        # every product (a frame's resize, a mel filterbank): ~1.5 CPU-s per 3 minutes of video
+        # taken from the other stages, for no speed-up. Calls run one at a time, so the widest
+        # operator's threads are all the process needs.
+        self._blas = threadpool_limits(max(torch_threads(op.resources) for op in operators.values()), user_api="blas")
         self.setup_seconds = {}
         for name, operator in operators.items():
             started = time.perf_counter()
