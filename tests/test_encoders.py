@@ -320,6 +320,27 @@ def test_speech_words_land_in_their_segments(speech, say):
     assert quiet == [(), (), ()]
 
 
+def test_a_minute_of_sparse_speech_costs_one_whisper_window(speech, say, monkeypatch):
+    """Whisper pads each window to 30 s. Its VAD joins a batch's speech before the windows are cut,
+    so a minute (the default batch) with two phrases 40 s apart is one encoder pass, and each word
+    still lands in its own segment."""
+    assert speech.batch_size * 2.0 == 60.0  # the default batch: a minute of 2-s segments
+    recording = np.zeros(60 * 16_000, np.float32)
+    fox, weather = say("the quick brown fox"), say("tomorrow will be sunny and warm")
+    recording[int(6.3 * 16_000):][: len(fox)] = fox
+    recording[int(46.2 * 16_000):][: len(weather)] = weather
+    segments = tile(0.0, 2.0, recording, source="cam")
+    passes = []
+    encode = speech._whisper.encode
+    monkeypatch.setattr(speech._whisper, "encode", lambda features: passes.append(1) or encode(features))
+    results = {s.span.start_ns: r for s, r in zip(segments, speech.process(segments))}
+    assert len(passes) == 1
+    assert words_right("the quick brown fox", results[seconds_to_ns(6.0)].text) >= 0.75, results[seconds_to_ns(6.0)]
+    heard_late = " ".join(results[seconds_to_ns(t)].text for t in (46.0, 48.0))
+    assert words_right("tomorrow will be sunny and warm", heard_late) >= 4 / 6, heard_late
+    assert {start for start, r in results.items() if r.words} <= {seconds_to_ns(t) for t in (6.0, 8.0, 46.0, 48.0)}
+
+
 def test_base_model_names_its_packages_when_missing(monkeypatch):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
