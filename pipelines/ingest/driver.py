@@ -321,7 +321,7 @@ class Driver:
                 flush = final or not src.decoding
                 # A source's first batch to each stage is its first segment alone, so the first
                 # moment is searchable seconds sooner; the second is one short of full, so that
-                # every later batch starts where it would have (speech hears 30 s runs whose
+                # every later batch starts where it would have (speech hears minute-long runs whose
                 # edges change what Whisper makes of the words across them; a file's second
                 # speech batch starts again at its first segment: ``_hear_in_context``).
                 while buf and pool.has_free():
@@ -352,7 +352,7 @@ class Driver:
 
     def _hear_in_context(self, src: SourceState, batch: list, earlier: int) -> list:
         """A file's first segment goes to Whisper alone (the first moment is searchable sooner),
-        then again at the head of the second batch, which so hears the same 30 s as it would have
+        then again at the head of the second batch, which so hears the same minute as it would have
         without the first one: a phrase begun in the first 2 s is heard whole, and the segment is
         rewritten with it (heard alone, "Welcome to the city tour" came out cut short)."""
         if earlier == 0 and src.decoding and (seg := self.segs.get(batch[0][0])) is not None:
