@@ -244,3 +244,44 @@ def test_a_spliced_ts_goes_on_across_its_timestamp_step_and_audio_format_change(
     alone = second[0].frames[0].astype(float)
     first = segments[0].frames[0].astype(float)
     assert np.abs(joined - alone).mean() < 3 < np.abs(joined - first).mean()
+
+
+def _stereo_frames(start_pts: int, count: int, rate: int = 48_000, size: int = 1024):
+    from fractions import Fraction
+
+    import av
+
+    frames = []
+    for k in range(count):
+        t = (start_pts + k * size + np.arange(size)) / rate
+        frame = av.AudioFrame.from_ndarray(np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 660 * t)])
+                                           .astype(np.float32), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = rate, start_pts + k * size, Fraction(1, rate)
+        frames.append(frame)
+    return frames
+
+
+def test_audio_frames_that_follow_on_are_resampled_together_as_one_at_a_time_would_be():
+    import av
+
+    from operators.media.decode import _Resampler
+
+    before = _stereo_frames(0, 40)
+    after = _stereo_frames(40 * 1024 + 24_000, 10)  # half a second of silence between: a gap, not joined
+    one_at_a_time = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+    expected = np.concatenate([out.to_ndarray().reshape(-1) for f in before for out in one_at_a_time.resample(f)])
+
+    resampler = _Resampler(RATE, origin_ns=0)
+    chunks = [c for c in (resampler.push(f) for f in before + after) if c is not None] + [resampler.flush()]
+    # 40 frames in 16s (3 calls, the last cut short by the gap), then the 10 after it with the flush
+    assert len(chunks) == 4
+    joined = np.concatenate([c.samples for c in chunks[:3]])
+    assert chunks[0].start_sample == 0
+    assert [c.start_sample for c in chunks[1:3]] == [len(chunks[0].samples), len(chunks[0].samples) + len(chunks[1].samples)]
+    np.testing.assert_array_equal(joined[:len(expected)], expected)
+    # after the gap: where a resampler given one frame at a time puts it (its own 1-ms delay
+    # included), and every sample up to the end of the stream
+    resumed = [out for f in after for out in one_at_a_time.resample(f)] + one_at_a_time.resample(None)
+    assert chunks[3].start_sample == resumed[0].pts
+    assert chunks[3].start_sample == pytest.approx((40 * 1024 + 24_000) / 3, abs=17)
+    np.testing.assert_array_equal(chunks[3].samples, np.concatenate([out.to_ndarray().reshape(-1) for out in resumed]))
