@@ -202,6 +202,23 @@ def test_the_onnx_frame_encoder_gives_torchs_labels_and_features(visual):
     assert np.abs(probs[2] - expected_probs[2]).max() < 2e-3 and cosine[2] > 0.9999, cosine
 
 
+def test_a_frame_with_one_side_at_224_is_squashed_as_torch_squashes_it():
+    # The decoder's default frames (short side 224): only the long side is resampled.
+    import skimage.data
+    import torch
+
+    from operators.models.visual import resized
+
+    for frame in (skimage.data.rocket()[:224, :398], skimage.data.rocket()[:398, 200:424]):  # 224x398, 398x224
+        got = resized(frame[None])
+        expected = torch.nn.functional.interpolate(torch.from_numpy(frame[None]).permute(0, 3, 1, 2).float(),
+                                                   size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+        expected = expected.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        assert got.shape == (1, 224, 224, 3)
+        difference = np.abs(got.astype(int) - expected)
+        assert difference.max() <= 1 and (difference == 0).mean() > 0.995  # float sums in another order
+
+
 def test_visual_setup_on_the_cpu_imports_no_torch():
     # The default profile's workers start without torch (~5 s of imports, ~500 MB resident).
     code = ("import sys; from operators.models.visual import VisualEncoder; from operators.analysis.fuse import Fuse\n"
