@@ -272,8 +272,9 @@ def test_audio_frames_that_follow_on_are_resampled_together_as_one_at_a_time_wou
     expected = np.concatenate([out.to_ndarray().reshape(-1) for f in before for out in one_at_a_time.resample(f)])
 
     resampler = _Resampler(RATE, origin_ns=0)
-    chunks = [c for c in (resampler.push(f) for f in before + after) if c is not None] + [resampler.flush()]
-    # 40 frames in 16s (3 calls, the last cut short by the gap), then the 10 after it with the flush
+    chunks = [c for f in before + after for c in resampler.push(f)] + [resampler.flush()]
+    # 40 frames in runs of a third of a second (16 frames: 3 calls, the last cut short by the
+    # gap), then the 10 after it with the flush
     assert len(chunks) == 4
     joined = np.concatenate([c.samples for c in chunks[:3]])
     assert chunks[0].start_sample == 0
@@ -285,3 +286,13 @@ def test_audio_frames_that_follow_on_are_resampled_together_as_one_at_a_time_wou
     assert chunks[3].start_sample == resumed[0].pts
     assert chunks[3].start_sample == pytest.approx((40 * 1024 + 24_000) / 3, abs=17)
     np.testing.assert_array_equal(chunks[3].samples, np.concatenate([out.to_ndarray().reshape(-1) for out in resumed]))
+
+
+def test_a_gap_then_a_long_audio_frame_gives_both_chunks():
+    from operators.media.decode import _Resampler
+
+    resampler = _Resampler(RATE, origin_ns=0)
+    assert resampler.push(_stereo_frames(0, 1, size=4800)[0]) == []  # a tenth of a second: held
+    chunks = resampler.push(_stereo_frames(48_000, 1, size=24_000)[0])  # a second later, half a second long
+    assert len(chunks) == 2
+    assert chunks[0].start_sample == 0 and chunks[1].start_sample == pytest.approx(RATE, abs=17)

@@ -297,8 +297,7 @@ class Decoder:
                 yield from picker.take(self._decode(packet), self.stats)
             else:
                 for frame in self._decode(packet):
-                    chunk = resampler.push(frame)
-                    if chunk is not None:
+                    for chunk in resampler.push(frame):
                         self.stats.audio_samples += len(chunk.samples)
                         yield chunk
         if picker is not None:
@@ -493,13 +492,13 @@ class _KeyframeChooser:
 class _Resampler:
     """Any audio to float32 mono at ``rate``, placed on the sample grid by the frames' PTS.
 
-    Frames that follow on from each other (no gap, one format) are joined, ``JOIN`` at a time,
-    before they are resampled: with AAC's 1024-sample frames, 47 a second, PyAV's cost per call
-    (timestamps as Fractions, the filter graph's pull loop, one array per output) was most of
-    the audio path, twice what the joined calls cost for the same samples. 16 frames hold an
-    audio chunk back by a third of a second at most."""
+    Frames that follow on from each other (no gap, one format) are joined, up to ``JOIN_SECONDS``
+    of audio, before they are resampled: with AAC's 1024-sample frames, 47 a second at 48 kHz,
+    PyAV's cost per call (timestamps as Fractions, the filter graph's pull loop, one array per
+    output) was most of the audio path, twice what the joined calls cost for the same samples.
+    A live stream's audio is held back by that third of a second at most, whatever its frames."""
 
-    JOIN = 16
+    JOIN_SECONDS = 1 / 3
 
     def __init__(self, rate: int, origin_ns: int) -> None:
         self.rate = rate
@@ -507,19 +506,21 @@ class _Resampler:
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         self._next_sample: int | None = None
         self._held: list[av.AudioFrame] = []
+        self._held_samples = 0
 
-    def push(self, frame: av.AudioFrame) -> AudioChunk | None:
-        chunk = self._drain() if self._held and not _follows(self._held[-1], frame) else None
+    def push(self, frame: av.AudioFrame) -> list[AudioChunk]:
+        chunks = [self._drain()] if self._held and not _follows(self._held[-1], frame) else []
         self._held.append(frame)
-        if len(self._held) >= self.JOIN:
-            return self._drain()  # after a drain one frame is held: never two chunks at once
-        return chunk
+        self._held_samples += frame.samples
+        if self._held_samples >= self.JOIN_SECONDS * frame.sample_rate:
+            chunks.append(self._drain())
+        return [chunk for chunk in chunks if chunk is not None]
 
     def flush(self) -> AudioChunk | None:
         return self._drain(final=True)
 
     def _drain(self, *, final: bool = False) -> AudioChunk | None:
-        frames, self._held = self._held, []
+        frames, self._held, self._held_samples = self._held, [], 0
         if frames and frames[0].pts is not None and self._next_sample is None:
             t_ns = pts_to_ns(frames[0].pts, frames[0].time_base) - self.origin_ns
             self._next_sample = round(t_ns * self.rate / NS_PER_SECOND)
