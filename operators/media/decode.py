@@ -273,7 +273,17 @@ class Decoder:
         resampler = _Resampler(self.config.sample_rate, self.origin_ns) if audio is not None else None
 
         joins: dict[int, _Join] = {}
-        for packet in self._demux(streams):
+        dropped: list[Exception] = []
+
+        def packets() -> Iterator[av.Packet]:
+            # A live source that drops raises out of the demuxer: the audio held for joining is
+            # still sent (below) before the error goes up to whoever reconnects.
+            try:
+                yield from self._demux(streams)
+            except (av.FFmpegError, OSError) as exc:
+                dropped.append(exc)
+
+        for packet in packets():
             join = joins.get(packet.stream.index)
             if join is None:
                 join = joins[packet.stream.index] = _Join(packet.stream.time_base)
@@ -307,6 +317,8 @@ class Decoder:
             if chunk is not None:
                 self.stats.audio_samples += len(chunk.samples)
                 yield chunk
+        if dropped:
+            raise dropped[0]
 
     def _demux(self, streams) -> Iterator[av.Packet]:
         """Packets of ``streams``, including the final empty packets that flush decoders.
@@ -574,7 +586,9 @@ def _joined(frames: list[av.AudioFrame]) -> av.AudioFrame:
     first = frames[0]
     joined = av.AudioFrame.from_ndarray(np.concatenate([f.to_ndarray() for f in frames], axis=1),
                                         format=first.format.name, layout=first.layout.name)
-    joined.sample_rate, joined.pts, joined.time_base = first.sample_rate, first.pts, first.time_base
+    joined.sample_rate, joined.pts = first.sample_rate, first.pts
+    if first.time_base is not None:
+        joined.time_base = first.time_base
     return joined
 
 
