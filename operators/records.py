@@ -294,3 +294,9 @@ def pack_scores(scores: np.ndarray) -> bytes:
 def unpack_scores(blob: bytes) -> np.ndarray:
     """``pack_scores``' blob back to float32 probabilities."""
     return np.square(np.frombuffer(zlib.decompress(blob), np.uint8).astype(np.float32) / 255)
+
+
+def pts_to_ns(pts: int, time_base) -> int:
+    """Exact integer conversion, rounded to the nearest nanosecond."""
+    den = time_base.denominator
+    return (2 * int(pts) * NS_PER_SECOND * time_base.numerator + den) // (2 * den)

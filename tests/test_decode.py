@@ -264,7 +264,7 @@ def _stereo_frames(start_pts: int, count: int, rate: int = 48_000, size: int = 1
 def test_audio_frames_that_follow_on_are_resampled_together_as_one_at_a_time_would_be():
     import av
 
-    from operators.media.decode import _Resampler
+    from operators.media.audio import Resampler as _Resampler
 
     before = _stereo_frames(0, 40)
     after = _stereo_frames(40 * 1024 + 24_000, 10)  # half a second of silence between: a gap, not joined
@@ -289,7 +289,7 @@ def test_audio_frames_that_follow_on_are_resampled_together_as_one_at_a_time_wou
 
 
 def test_a_gap_then_a_long_audio_frame_gives_both_chunks():
-    from operators.media.decode import _Resampler
+    from operators.media.audio import Resampler as _Resampler
 
     resampler = _Resampler(RATE, origin_ns=0)
     assert resampler.push(_stereo_frames(0, 1, size=4800)[0]) == []  # a tenth of a second: held
